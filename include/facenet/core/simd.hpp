@@ -1,0 +1,96 @@
+// The only file that names xsimd. Kernels use facenet::simd::batch<T> and the helpers below, so an
+// xsimd upgrade (8.1 on Debian 12 -> newer API) touches this file alone.
+#pragma once
+
+#include <cstddef>
+
+#include <xsimd/xsimd.hpp>
+
+namespace facenet::simd {
+
+template <class T>
+using batch = xsimd::batch<T>;
+
+// Lanes per register for the architecture this translation unit was compiled for.
+template <class T>
+inline constexpr std::size_t width = batch<T>::size;
+
+inline const char* arch_name() { return xsimd::default_arch::name(); }
+
+template <class T>
+inline batch<T> broadcast(T v) {
+  return batch<T>(v);
+}
+template <class T>
+inline batch<T> load(const T* p) {
+  return batch<T>::load_unaligned(p);
+}
+template <class T>
+inline batch<T> load_aligned(const T* p) {
+  return batch<T>::load_aligned(p);
+}
+template <class T>
+inline void store(T* p, const batch<T>& v) {
+  v.store_unaligned(p);
+}
+template <class T>
+inline void store_aligned(T* p, const batch<T>& v) {
+  v.store_aligned(p);
+}
+// Loads n < width elements, zero-filling the rest (tails of rows that are not a multiple of width).
+template <class T>
+inline batch<T> load_partial(const T* p, std::size_t n) {
+  alignas(64) T tmp[width<T>] = {};
+  for (std::size_t i = 0; i < n; ++i) tmp[i] = p[i];
+  return batch<T>::load_aligned(tmp);
+}
+template <class T>
+inline void store_partial(T* p, const batch<T>& v, std::size_t n) {
+  alignas(64) T tmp[width<T>];
+  v.store_aligned(tmp);
+  for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
+}
+template <class T>
+inline batch<T> fma(const batch<T>& a, const batch<T>& b, const batch<T>& c) {
+  return xsimd::fma(a, b, c);
+}
+template <class T>
+inline batch<T> max(const batch<T>& a, const batch<T>& b) {
+  return xsimd::max(a, b);
+}
+template <class T>
+inline batch<T> min(const batch<T>& a, const batch<T>& b) {
+  return xsimd::min(a, b);
+}
+template <class T>
+inline batch<T> sqrt(const batch<T>& a) {
+  return xsimd::sqrt(a);
+}
+template <class T>
+inline batch<T> exp(const batch<T>& a) {
+  return xsimd::exp(a);
+}
+template <class T>
+inline batch<T> pow(const batch<T>& a, const batch<T>& b) {
+  return xsimd::pow(a, b);
+}
+// a > b ? x : y, lane-wise.
+template <class T>
+inline batch<T> select_gt(const batch<T>& a, const batch<T>& b, const batch<T>& x, const batch<T>& y) {
+  return xsimd::select(a > b, x, y);
+}
+// Horizontal sum (xsimd 8.1 spells it hadd; newer versions reduce_add).
+template <class T>
+inline T reduce_add(const batch<T>& v) {
+  return xsimd::hadd(v);
+}
+template <class T>
+inline T reduce_max(const batch<T>& v) {
+  alignas(64) T tmp[width<T>];
+  v.store_aligned(tmp);
+  T m = tmp[0];
+  for (std::size_t i = 1; i < width<T>; ++i) m = tmp[i] > m ? tmp[i] : m;
+  return m;
+}
+
+}  // namespace facenet::simd
