@@ -1,0 +1,320 @@
+// The GEMM engine shared by gemm() and the convolutions: packed operands, one register-blocked
+// micro-kernel, cache blocking over K and N, threads splitting M or N. The B operand comes from a
+// "source" (a plain matrix, or the rows of an image for implicit-GEMM convolution) so convolution never
+// materialises more than it must; A may be pre-packed once (conv2d_plan weights).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include "facenet/core/parallel.hpp"
+#include "facenet/core/simd.hpp"
+
+namespace facenet::kernels::detail {
+
+// Register tile: mr rows of A broadcast against nv vectors of B. AVX-512 has 32 registers: 8 x 3 = 24
+// accumulators + 3 B vectors + 1 broadcast; narrower ISAs (16 registers) use 4 x 3.
+template <class T>
+struct gemm_shape {
+  static constexpr int w = static_cast<int>(simd::width<T>);
+  static constexpr bool wide = simd::width<T> * sizeof(T) >= 64;
+  static constexpr int mr = wide ? 8 : 4;
+  static constexpr int nv = 3;
+  static constexpr int nr = nv * w;
+  // kc x nc block of packed B stays in L2 (1 MiB/core here) while the mr x kc A panel sits in L1.
+  static constexpr std::int64_t kc = 256;
+  static constexpr std::int64_t nc = (std::int64_t(448) * 1024 / (kc * std::int64_t(sizeof(T)))) / nr * nr;
+};
+
+inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
+
+// Per-thread growable 64-byte-aligned scratch: steady state never allocates. `slot` separates the
+// independent buffers one thread needs at once.
+template <class T>
+T* thread_scratch(int slot, std::int64_t count) {
+  struct buffer {
+    void* p = nullptr;
+    std::size_t bytes = 0;
+    ~buffer() {
+      if (p) ::operator delete(p, std::align_val_t(64));
+    }
+  };
+  thread_local buffer buffers[4];
+  buffer& b = buffers[slot];
+  const std::size_t need = static_cast<std::size_t>(count) * sizeof(T) + 64;
+  if (need > b.bytes) {
+    if (b.p) ::operator delete(b.p, std::align_val_t(64));
+    b.p = nullptr;
+    b.bytes = 0;
+    b.p = ::operator new(need, std::align_val_t(64));
+    b.bytes = need;
+  }
+  return static_cast<T*>(b.p);
+}
+
+// Work applied to the finished C tile: v = alpha*AB + beta*C, then + bias[row], then
+// residual + residual_scale * v, then relu. Fusing it here saves a pass over C.
+template <class T>
+struct gemm_epilogue {
+  const T* bias = nullptr;      // per row of C
+  const T* residual = nullptr;  // same layout as C
+  std::int64_t ldr = 0;
+  T residual_scale = 1;
+  bool relu = false;
+};
+
+// A operand: op(A)(i, p) = trans ? a[p*lda + i] : a[i*lda + p], or already packed (see pack_a_full).
+template <class T>
+struct a_source {
+  const T* a = nullptr;
+  std::int64_t lda = 0;
+  bool trans = false;
+  const T* packed = nullptr;
+};
+
+// Packs rows [m0, m1) x depth [k0, k0+kc) into mr-row panels, panel-major, zero-padding the last panel.
+template <class T>
+void pack_a(const a_source<T>& s, std::int64_t m0, std::int64_t m1, std::int64_t k0, std::int64_t kc, T* dst) {
+  constexpr int mr = gemm_shape<T>::mr;
+  for (std::int64_t i0 = m0; i0 < m1; i0 += mr, dst += mr * kc) {
+    const int rows = static_cast<int>(std::min<std::int64_t>(mr, m1 - i0));
+    if (s.trans) {
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const T* src = s.a + (k0 + p) * s.lda + i0;
+        for (int i = 0; i < mr; ++i) dst[p * mr + i] = i < rows ? src[i] : T(0);
+      }
+    } else {
+      for (int i = 0; i < mr; ++i) {
+        const T* src = s.a + (i0 + i) * s.lda + k0;
+        for (std::int64_t p = 0; p < kc; ++p) dst[p * mr + i] = i < rows ? src[p] : T(0);
+      }
+    }
+  }
+}
+
+// Elements of a whole pre-packed A (m x k): K blocks of kc, each holding round_up(m, mr) x kc.
+template <class T>
+std::int64_t packed_a_size(std::int64_t m, std::int64_t k) {
+  return round_up(m, gemm_shape<T>::mr) * k;
+}
+template <class T>
+void pack_a_full(const a_source<T>& s, std::int64_t m, std::int64_t k, T* dst) {
+  const std::int64_t mp = round_up(m, gemm_shape<T>::mr);
+  for (std::int64_t k0 = 0; k0 < k; k0 += gemm_shape<T>::kc)
+    pack_a(s, 0, m, k0, std::min(gemm_shape<T>::kc, k - k0), dst + k0 * mp);
+}
+
+// Packs B columns [j0, j0+cols) x depth [k0, k0+kc) into nr-column panels for sources whose row p is
+// contiguous at row(p): vector copies, zero padding only in the last panel.
+template <class T, class RowFn>
+void pack_b_rows(RowFn&& row, std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) {
+  constexpr int nr = gemm_shape<T>::nr, w = gemm_shape<T>::w;
+  for (std::int64_t jt = 0; jt < cols; jt += nr, dst += nr * kc) {
+    const std::int64_t width = std::min<std::int64_t>(nr, cols - jt);
+    if (width == nr) {
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const T* src = row(k0 + p) + j0 + jt;
+        for (int v = 0; v < nr; v += w) simd::store_aligned(dst + p * nr + v, simd::load(src + v));
+      }
+    } else {
+      for (std::int64_t p = 0; p < kc; ++p) {
+        const T* src = row(k0 + p) + j0 + jt;
+        T* d = dst + p * nr;
+        for (std::int64_t j = 0; j < nr; ++j) d[j] = j < width ? src[j] : T(0);
+      }
+    }
+  }
+}
+
+// B as an ordinary matrix: op(B)(p, j) = trans ? b[j*ldb + p] : b[p*ldb + j].
+template <class T>
+struct b_matrix {
+  const T* b;
+  std::int64_t ldb;
+  bool trans;
+  void pack(std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) const {
+    if (!trans) {
+      pack_b_rows<T>([this](std::int64_t p) { return b + p * ldb; }, k0, kc, j0, cols, dst);
+      return;
+    }
+    constexpr int nr = gemm_shape<T>::nr;
+    for (std::int64_t jt = 0; jt < cols; jt += nr, dst += nr * kc) {
+      const std::int64_t width = std::min<std::int64_t>(nr, cols - jt);
+      for (std::int64_t j = 0; j < nr; ++j) {
+        if (j < width) {
+          const T* src = b + (j0 + jt + j) * ldb + k0;
+          for (std::int64_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
+        } else {
+          for (std::int64_t p = 0; p < kc; ++p) dst[p * nr + j] = T(0);
+        }
+      }
+    }
+  }
+};
+
+// B row p starts at base + offset[p] (stride-1 implicit-GEMM convolution over a padded image).
+template <class T>
+struct b_offset_rows {
+  const T* base;
+  const std::int64_t* offset;
+  void pack(std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) const {
+    pack_b_rows<T>([this](std::int64_t p) { return base + offset[p]; }, k0, kc, j0, cols, dst);
+  }
+};
+
+// What one micro-kernel call writes: C tile at c (rows x cols valid), how to merge, what to fuse.
+template <class T>
+struct tile_store {
+  T* c;
+  std::int64_t ldc;
+  int rows, cols;
+  T alpha, beta;
+  bool read_c;
+  const gemm_epilogue<T>* ep;  // non-null on the last K block
+  std::int64_t row0, col0;     // global position of the tile (bias row, residual column)
+};
+
+template <class T>
+inline simd::batch<T> finish_value(simd::batch<T> v, const tile_store<T>& s, int i, int col, int n) {
+  using V = simd::batch<T>;
+  T* p = s.c + i * s.ldc + col;
+  if (s.read_c) {
+    const V old = n == gemm_shape<T>::w ? simd::load(p) : simd::load_partial(p, static_cast<std::size_t>(n));
+    v = simd::fma(simd::broadcast(s.beta), old, v);
+  }
+  if (const gemm_epilogue<T>* ep = s.ep) {
+    if (ep->bias) v = v + simd::broadcast(ep->bias[s.row0 + i]);
+    if (ep->residual) {
+      const T* r = ep->residual + (s.row0 + i) * ep->ldr + s.col0 + col;
+      const V rv = n == gemm_shape<T>::w ? simd::load(r) : simd::load_partial(r, static_cast<std::size_t>(n));
+      v = simd::fma(simd::broadcast(ep->residual_scale), v, rv);
+    }
+    if (ep->relu) {
+      const V zero = simd::broadcast(T(0));
+      v = simd::select_gt(v, zero, v, zero);  // not simd::max: GCC 12 warns inside _mm512_max_ps
+    }
+  }
+  return v;
+}
+
+// acc[mr][nv] += A panel (mr x kc) * B panel (kc x nr), then merge into C. Full tiles store whole
+// vectors; edge tiles store partial vectors (only the last vector of a row is partial).
+template <class T>
+void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b, const tile_store<T>& s) {
+  using V = simd::batch<T>;
+  constexpr int mr = gemm_shape<T>::mr, nv = gemm_shape<T>::nv, w = gemm_shape<T>::w, nr = gemm_shape<T>::nr;
+  V acc[mr][nv];
+#pragma GCC unroll 32
+  for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; ++v) acc[i][v] = V(T(0));
+  for (std::int64_t p = 0; p < kc; ++p, a += mr, b += nr) {
+    V bv[nv];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; ++v) bv[v] = simd::load_aligned(b + v * w);
+#pragma GCC unroll 32
+    for (int i = 0; i < mr; ++i) {
+      const V ai = simd::broadcast(a[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < nv; ++v) acc[i][v] = simd::fma(ai, bv[v], acc[i][v]);
+    }
+  }
+  const V alpha = simd::broadcast(s.alpha);
+  if (s.rows == mr && s.cols == nr) {
+#pragma GCC unroll 32
+    for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < nv; ++v) simd::store(s.c + i * s.ldc + v * w, finish_value(alpha * acc[i][v], s, i, v * w, w));
+    return;
+  }
+  for (int i = 0; i < s.rows; ++i)
+    for (int v = 0; v < nv && v * w < s.cols; ++v) {
+      const int n = std::min(w, s.cols - v * w);
+      const V out = finish_value(alpha * acc[i][v], s, i, v * w, n);
+      if (n == w)
+        simd::store(s.c + i * s.ldc + v * w, out);
+      else
+        simd::store_partial(s.c + i * s.ldc + v * w, out, static_cast<std::size_t>(n));
+    }
+}
+
+// One thread's share: rows [m0, m1) x columns [n0, n1) of C (m0 a multiple of mr).
+template <class T, class BSource>
+void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t n1, std::int64_t m, std::int64_t k, T alpha,
+                const a_source<T>& as, const BSource& bs, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
+  using G = gemm_shape<T>;
+  if (m0 >= m1 || n0 >= n1) return;
+  const std::int64_t mp = round_up(m, G::mr);
+  T* bbuf = thread_scratch<T>(0, G::kc * std::min(G::nc, round_up(n1 - n0, G::nr)));
+  T* abuf = as.packed ? nullptr : thread_scratch<T>(1, round_up(m1 - m0, G::mr) * std::min(G::kc, k));
+  for (std::int64_t j0 = n0; j0 < n1; j0 += G::nc) {
+    const std::int64_t cols = std::min(G::nc, n1 - j0);
+    for (std::int64_t k0 = 0; k0 < k; k0 += G::kc) {
+      const std::int64_t kc = std::min(G::kc, k - k0);
+      const bool first = k0 == 0, last = k0 + kc == k;
+      bs.pack(k0, kc, j0, cols, bbuf);
+      const T* at = as.packed ? as.packed + k0 * mp + m0 * kc : abuf;
+      if (!as.packed) pack_a(as, m0, m1, k0, kc, abuf);
+      for (std::int64_t i = m0; i < m1; i += G::mr) {
+        const T* ap = at + (i - m0) * kc;
+        for (std::int64_t j = j0; j < j0 + cols; j += G::nr) {
+          const tile_store<T> s{c + i * ldc + j,
+                                ldc,
+                                static_cast<int>(std::min<std::int64_t>(G::mr, m1 - i)),
+                                static_cast<int>(std::min<std::int64_t>(G::nr, j0 + cols - j)),
+                                alpha,
+                                first ? beta : T(1),
+                                !first || beta != T(0),
+                                last ? ep : nullptr,
+                                i,
+                                j};
+          micro_kernel(kc, ap, bbuf + (j - j0) * kc, s);
+        }
+      }
+    }
+  }
+}
+
+// C = beta*C (+ epilogue) when k == 0: no products, but the contract still holds.
+template <class T>
+void gemm_empty_k(std::int64_t m, std::int64_t n, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      T v = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+      if (ep) {
+        if (ep->bias) v += ep->bias[i];
+        if (ep->residual) v = ep->residual[i * ep->ldr + j] + ep->residual_scale * v;
+        if (ep->relu) v = std::max(v, T(0));
+      }
+      c[i * ldc + j] = v;
+    }
+}
+
+// Splits the tiles of M or N (whichever leaves the least idle tile-work) over the threads; each thread
+// packs its own operands, so there are no barriers. Small products stay on one thread.
+template <class T, class BSource>
+void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_source<T>& as, const BSource& bs, T beta, T* c,
+              std::int64_t ldc, const gemm_epilogue<T>* ep = nullptr) {
+  using G = gemm_shape<T>;
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) return gemm_empty_k(m, n, beta, c, ldc, ep);
+  const std::int64_t tm = (m + G::mr - 1) / G::mr, tn = (n + G::nr - 1) / G::nr;
+  const bool tiny = m * n * k < std::int64_t(1) << 17;
+  const int threads = tiny ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(std::max(tm, tn))));
+  const auto cost = [&](std::int64_t split, std::int64_t other) { return (split + threads - 1) / threads * other; };
+  const bool split_m = cost(tm, tn) < cost(tn, tm);
+  parallel::parallel_region(
+      [&](int t, int nt) {
+        std::int64_t first = 0, last = 0;
+        parallel::split_range(split_m ? tm : tn, nt, t, first, last);
+        if (split_m)
+          gemm_block(first * G::mr, std::min(m, last * G::mr), 0, n, m, k, alpha, as, bs, beta, c, ldc, ep);
+        else
+          gemm_block(0, m, first * G::nr, std::min(n, last * G::nr), m, k, alpha, as, bs, beta, c, ldc, ep);
+      },
+      threads);
+}
+
+}  // namespace facenet::kernels::detail

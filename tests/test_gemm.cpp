@@ -1,0 +1,140 @@
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "facenet/core/parallel.hpp"
+#include "facenet/kernels/gemm.hpp"
+#include "facenet/kernels/reference/gemm.hpp"
+#include "testing.hpp"
+
+namespace fk = facenet::kernels;
+using facenet::Tensor;
+using facenet::testing::max_abs_diff;
+using facenet::testing::random_tensor;
+
+namespace {
+
+struct gemm_case {
+  bool ta, tb;
+  std::int64_t m, n, k;
+  double alpha, beta;
+  std::int64_t pad;  // extra leading-dimension slack, to catch lda/ldb/ldc confusions
+};
+
+template <class T>
+double tolerance(std::int64_t k) {
+  return (std::is_same<T, float>::value ? 2e-6 : 1e-14) * static_cast<double>(k + 4);
+}
+
+// Runs both implementations on the same random data and returns max |fast - reference|.
+template <class T>
+double run_case(const gemm_case& g, std::uint32_t seed) {
+  const std::int64_t ar = g.ta ? g.k : g.m, ac = g.ta ? g.m : g.k;
+  const std::int64_t br = g.tb ? g.n : g.k, bc = g.tb ? g.k : g.n;
+  const std::int64_t lda = ac + g.pad, ldb = bc + g.pad, ldc = g.n + g.pad;
+  Tensor<T> a = random_tensor<T>({std::max<std::int64_t>(ar, 1), lda}, seed);
+  Tensor<T> b = random_tensor<T>({std::max<std::int64_t>(br, 1), ldb}, seed + 1);
+  Tensor<T> c0 = random_tensor<T>({std::max<std::int64_t>(g.m, 1), ldc}, seed + 2);
+  if (g.beta == 0) c0.fill(std::numeric_limits<T>::quiet_NaN());  // beta == 0 must not read C
+  Tensor<T> fast = c0.clone(), ref = c0.clone();
+  if (g.beta == 0) ref.fill(0);
+  fk::gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(g.alpha), a.data(), lda, b.data(), ldb, T(g.beta), fast.data(), ldc);
+  fk::reference::gemm<T>(g.ta, g.tb, g.m, g.n, g.k, T(g.alpha), a.data(), lda, b.data(), ldb, T(g.beta), ref.data(), ldc);
+  // Padding columns of C must be left alone.
+  double worst = 0;
+  for (std::int64_t i = 0; i < g.m; ++i)
+    for (std::int64_t j = 0; j < ldc; ++j) {
+      const double f = fast.data()[i * ldc + j];
+      if (j >= g.n) {  // padding: untouched, bit for bit (NaN stays NaN)
+        const double before = c0.data()[i * ldc + j];
+        if (!(f == before || (std::isnan(f) && std::isnan(before)))) worst = INFINITY;
+        continue;
+      }
+      const double d = std::abs(f - static_cast<double>(ref.data()[i * ldc + j]));
+      if (!(d <= worst)) worst = d;
+    }
+  return worst;
+}
+
+const std::int64_t kSizes[] = {1, 3, 17, 33, 50};
+
+template <class T>
+void sweep() {
+  std::uint32_t seed = 1;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (std::int64_t m : kSizes)
+        for (std::int64_t n : kSizes)
+          for (std::int64_t k : kSizes) {
+            const gemm_case g{ta, tb, m, n, k, 1.0, 0.0, (m + n) % 3};
+            EXPECT_LE(run_case<T>(g, seed++), tolerance<T>(k))
+                << "ta=" << ta << " tb=" << tb << " m=" << m << " n=" << n << " k=" << k;
+          }
+}
+
+}  // namespace
+
+TEST(Gemm, FloatAllTransposesOddSizes) { sweep<float>(); }
+TEST(Gemm, DoubleAllTransposesOddSizes) { sweep<double>(); }
+
+TEST(Gemm, AlphaBeta) {
+  std::uint32_t seed = 100;
+  for (double alpha : {1.0, -0.5, 2.0})
+    for (double beta : {0.0, 1.0, 0.25}) {
+      const gemm_case g{false, true, 37, 53, 29, alpha, beta, 2};
+      EXPECT_LE(run_case<float>(g, seed++), tolerance<float>(29) * 2) << "alpha=" << alpha << " beta=" << beta;
+      EXPECT_LE(run_case<double>(g, seed++), tolerance<double>(29) * 2) << "alpha=" << alpha << " beta=" << beta;
+    }
+}
+
+// Sizes that cross every blocking boundary (kc = 256, nc, several thread splits) with ragged edges.
+TEST(Gemm, LargeBlockedAndThreaded) {
+  const gemm_case cases[] = {
+      {false, false, 131, 1001, 517, 1.0, 0.0, 0},   // several K blocks, N split, ragged tiles
+      {true, false, 517, 67, 300, 1.5, 0.5, 1},      // M split (few N tiles)
+      {false, true, 9, 2000, 257, 1.0, 1.0, 0},      // thin M, K one past a block
+      {true, true, 200, 190, 513, -1.0, 0.0, 3},
+  };
+  std::uint32_t seed = 200;
+  for (const auto& g : cases) {
+    EXPECT_LE(run_case<float>(g, seed++), tolerance<float>(g.k)) << g.m << "x" << g.n << "x" << g.k;
+    EXPECT_LE(run_case<double>(g, seed++), tolerance<double>(g.k)) << g.m << "x" << g.n << "x" << g.k;
+  }
+}
+
+TEST(Gemm, SingleThreadMatchesThreaded) {
+  const gemm_case g{false, false, 96, 700, 300, 1.0, 0.0, 0};
+  const int saved = facenet::parallel::max_threads();
+  facenet::parallel::set_num_threads(1);
+  const double one = run_case<float>(g, 7);
+  facenet::parallel::set_num_threads(saved);
+  EXPECT_LE(one, tolerance<float>(g.k));
+  EXPECT_LE(run_case<float>(g, 7), tolerance<float>(g.k));
+}
+
+TEST(Gemm, KZeroScalesC) {
+  const gemm_case g{false, false, 5, 7, 0, 1.0, 0.5, 0};
+  EXPECT_EQ(run_case<float>(g, 3), 0.0);
+  const gemm_case z{false, false, 5, 7, 0, 1.0, 0.0, 0};
+  EXPECT_EQ(run_case<double>(z, 3), 0.0);
+}
+
+TEST(Gemm, BadArgumentsThrow) {
+  std::vector<float> a(100), b(100), c(100);
+  EXPECT_THROW(fk::gemm<float>(false, false, -1, 2, 2, 1.f, a.data(), 2, b.data(), 2, 0.f, c.data(), 2),
+               facenet::argument_error);
+  EXPECT_THROW(fk::gemm<float>(false, false, 3, 4, 5, 1.f, a.data(), 4, b.data(), 4, 0.f, c.data(), 4),
+               facenet::argument_error);  // lda < k
+  EXPECT_THROW(fk::gemm<float>(false, false, 3, 4, 5, 1.f, a.data(), 5, b.data(), 3, 0.f, c.data(), 4),
+               facenet::argument_error);  // ldb < n
+  EXPECT_THROW(fk::gemm<float>(false, false, 3, 4, 5, 1.f, a.data(), 5, b.data(), 4, 0.f, c.data(), 3),
+               facenet::argument_error);  // ldc < n
+  EXPECT_THROW(fk::gemm<float>(false, false, 3, 4, 5, 1.f, nullptr, 5, b.data(), 4, 0.f, c.data(), 4),
+               facenet::argument_error);
+  try {
+    fk::gemm<float>(true, false, 3, 4, 5, 1.f, a.data(), 2, b.data(), 4, 0.f, c.data(), 4);
+    FAIL() << "expected argument_error";
+  } catch (const facenet::argument_error& e) {
+    EXPECT_NE(std::string(e.what()).find("lda"), std::string::npos) << e.what();
+  }
+}
