@@ -1,0 +1,144 @@
+// Triplet loss kernels: SIMD/OpenMP path against the scalar twin, finite-difference gradients in
+// double (directly and through an L2 normalization), and the objective wrapper.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "facenet/kernels/reference/triplet.hpp"
+#include "facenet/kernels/triplet.hpp"
+#include "facenet/loss/triplet.hpp"
+#include "testing.hpp"
+
+namespace fk = facenet::kernels;
+using facenet::Tensor;
+using facenet::kernels::triplet;
+using facenet::testing::max_abs_diff;
+using facenet::testing::random_tensor;
+
+namespace {
+
+std::vector<triplet> random_triplets(std::int64_t n, std::int64_t m, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::int64_t> pick(0, n - 1);
+  std::vector<triplet> t;
+  for (std::int64_t i = 0; i < m; ++i) t.push_back({pick(rng), pick(rng), pick(rng)});
+  return t;
+}
+
+template <class T>
+Tensor<T> l2_normalize_rows(const Tensor<T>& x) {
+  Tensor<T> y = x.clone();
+  for (std::int64_t i = 0; i < x.size(0); ++i) {
+    T s = 0;
+    for (std::int64_t k = 0; k < x.size(1); ++k) s += x(i, k) * x(i, k);
+    for (std::int64_t k = 0; k < x.size(1); ++k) y(i, k) = x(i, k) / std::sqrt(s);
+  }
+  return y;
+}
+
+}  // namespace
+
+class triplet_sizes : public ::testing::TestWithParam<std::pair<int, int>> {};
+
+TEST_P(triplet_sizes, simd_matches_reference) {
+  const auto [n, d] = GetParam();
+  const Tensor<float> e = random_tensor<float>({n, d}, 7 + n + d);
+  const auto trip = random_triplets(n, 3 * n + 1, 11);
+  Tensor<float> dist, dist_ref, per, per_ref, g, g_ref;
+  fk::pairwise_squared_distance_forward(e, dist);
+  fk::reference::pairwise_squared_distance_forward(e, dist_ref);
+  EXPECT_LE(max_abs_diff(dist, dist_ref), 1e-4);
+  // A margin that leaves some triplets active and some not.
+  const float l = fk::triplet_loss_forward(e, trip, 0.2f, per);
+  const float l_ref = fk::reference::triplet_loss_forward(e, trip, 0.2f, per_ref);
+  EXPECT_NEAR(l, l_ref, 1e-4);
+  EXPECT_LE(max_abs_diff(per, per_ref), 1e-4);
+  fk::triplet_loss_backward(e, trip, per, 1.5f, g);
+  fk::reference::triplet_loss_backward(e, trip, per_ref, 1.5f, g_ref);
+  EXPECT_LE(max_abs_diff(g, g_ref), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(odd_and_even, triplet_sizes,
+                         ::testing::Values(std::pair{1, 1}, std::pair{3, 5}, std::pair{7, 13}, std::pair{24, 128},
+                                           std::pair{33, 131}));
+
+TEST(triplet_loss, hand_computed_value_and_mean_over_all_triplets) {
+  // e0 = (0,0), e1 = (1,0), e2 = (0,2): |e0-e1|^2 = 1, |e0-e2|^2 = 4, |e1-e2|^2 = 5.
+  Tensor<double> e({3, 2});
+  e(1, 0) = 1;
+  e(2, 1) = 2;
+  const std::vector<triplet> t = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}};
+  Tensor<double> per;
+  const double l = fk::triplet_loss_forward(e, t, 0.2, per);
+  EXPECT_DOUBLE_EQ(per(0), 0.0);              // 1 - 4 + 0.2 < 0
+  EXPECT_NEAR(per(1), 4 - 1 + 0.2, 1e-12);    // active
+  EXPECT_DOUBLE_EQ(per(2), 0.0);              // 1 - 5 + 0.2 < 0
+  EXPECT_NEAR(l, 3.2 / 3, 1e-12);             // inactive triplets count in the mean
+  Tensor<double> g;
+  fk::triplet_loss_backward(e, t, per, 1.0, g);
+  // Only triplet 1 (a=0, p=2, n=1): da = 2/3 (n-p), dp = 2/3 (p-a), dn = 2/3 (a-n).
+  EXPECT_NEAR(g(0, 0), 2.0 / 3 * 1, 1e-12);
+  EXPECT_NEAR(g(0, 1), 2.0 / 3 * -2, 1e-12);
+  EXPECT_NEAR(g(2, 1), 2.0 / 3 * 2, 1e-12);
+  EXPECT_NEAR(g(1, 0), 2.0 / 3 * -1, 1e-12);
+}
+
+TEST(triplet_loss, gradient_check_double) {
+  Tensor<double> e = random_tensor<double>({9, 7}, 3);
+  const auto t = random_triplets(9, 20, 5);
+  Tensor<double> per, g;
+  fk::triplet_loss_forward(e, t, 0.5, per);
+  fk::triplet_loss_backward(e, t, per, 1.0, g);
+  facenet::testing::check_gradient(
+      e, g, [&] { Tensor<double> p; return fk::triplet_loss_forward(e, t, 0.5, p); }, "triplet", 1e-6);
+}
+
+TEST(triplet_loss, gradient_check_through_l2_normalization) {
+  Tensor<double> x = random_tensor<double>({8, 6}, 21);
+  const auto t = random_triplets(8, 24, 9);
+  auto loss = [&] {
+    Tensor<double> p;
+    return fk::triplet_loss_forward(l2_normalize_rows(x), t, 1.0, p);
+  };
+  const Tensor<double> y = l2_normalize_rows(x);
+  Tensor<double> per, gy;
+  fk::triplet_loss_forward(y, t, 1.0, per);
+  fk::triplet_loss_backward(y, t, per, 1.0, gy);
+  // Chain through y = x / |x|: dx = (gy - y (y . gy)) / |x|.
+  Tensor<double> gx({8, 6});
+  for (std::int64_t i = 0; i < 8; ++i) {
+    double norm = 0, dot = 0;
+    for (std::int64_t k = 0; k < 6; ++k) norm += x(i, k) * x(i, k), dot += y(i, k) * gy(i, k);
+    for (std::int64_t k = 0; k < 6; ++k) gx(i, k) = (gy(i, k) - y(i, k) * dot) / std::sqrt(norm);
+  }
+  facenet::testing::check_gradient(x, gx, loss, "triplet through l2", 1e-6);
+}
+
+TEST(triplet_loss, rejects_bad_input) {
+  Tensor<float> e({4, 3}), per, g;
+  EXPECT_THROW(fk::triplet_loss_forward(e, {{0, 1, 4}}, 0.2f, per), facenet::argument_error);
+  EXPECT_THROW(fk::triplet_loss_forward(e, {{-1, 1, 2}}, 0.2f, per), facenet::argument_error);
+  Tensor<float> flat({12});
+  EXPECT_THROW(fk::triplet_loss_forward(flat, {}, 0.2f, per), facenet::shape_error);
+  Tensor<float> wrong({2});
+  EXPECT_THROW(fk::triplet_loss_backward(e, {{0, 1, 2}}, wrong, 1.0f, g), facenet::shape_error);
+  EXPECT_EQ(fk::triplet_loss_forward(e, {}, 0.2f, per), 0.0f);
+}
+
+TEST(triplet_loss, objective_mines_and_differentiates) {
+  // 4 identities x 3 images, embeddings normalized; batch-all selects only violating triplets.
+  const Tensor<double> e = l2_normalize_rows(random_tensor<double>({12, 16}, 8));
+  std::vector<int> labels;
+  for (int i = 0; i < 12; ++i) labels.push_back(i / 3);
+  facenet::loss::triplet_loss<double> obj({facenet::loss::mining_strategy::batch_all, 0.2});
+  std::mt19937_64 rng(1);
+  Tensor<double> g;
+  const auto r = obj(e, labels, rng, g);
+  ASSERT_FALSE(r.mining.triplets.empty());
+  EXPECT_EQ(r.mining.active, static_cast<std::int64_t>(r.mining.triplets.size()));
+  EXPECT_EQ(r.mining.candidates, 4 * 3 * 2 * 9);
+  Tensor<double> per;
+  EXPECT_NEAR(r.loss, fk::reference::triplet_loss_forward(e, r.mining.triplets, 0.2, per), 1e-12);
+  EXPECT_GT(r.loss, 0.0);
+  EXPECT_EQ(g.shape(), e.shape());
+}
