@@ -43,8 +43,8 @@ inline bool check_tensor_simd_openmp() {
 }
 
 inline bool check_eigen() {
-  const float a[6] = {1, 2, 3, 4, 5, 6};       // 2x3
-  const float b[6] = {7, 8, 9, 10, 11, 12};    // 3x2
+  const float a[6] = {1, 2, 3, 4, 5, 6};     // 2x3
+  const float b[6] = {7, 8, 9, 10, 11, 12};  // 3x2
   const float expected[4] = {58, 64, 139, 154};
   float c[4] = {};
   facenet::eigen::gemm(a, b, c, 2, 2, 3);
