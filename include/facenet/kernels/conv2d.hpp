@@ -1,0 +1,226 @@
+// 2-D convolution (NCHW input, OIHW weights, groups = 1) forward and backward, lowered to the packed
+// GEMM: 1x1/stride 1 is a plain GEMM per image, stride 1 runs as implicit GEMM over a padded copy of
+// the image (no im2col), other strides use im2col. conv2d_plan packs the weights once for inference.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "facenet/core/error.hpp"
+#include "facenet/core/tensor.hpp"
+#include "facenet/kernels/detail/conv2d_lowering.hpp"
+#include "facenet/kernels/detail/gemm_core.hpp"
+#include "facenet/kernels/gemm.hpp"
+
+namespace facenet::kernels {
+
+struct conv2d_params {
+  int stride_h = 1, stride_w = 1;
+  int pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+
+  static conv2d_params symmetric(int pad_h, int pad_w, int stride_h = 1, int stride_w = 1) {
+    return conv2d_params{stride_h, stride_w, pad_h, pad_h, pad_w, pad_w};
+  }
+  // TensorFlow "SAME": output = ceil(input / stride); the odd padding pixel goes to the bottom/right.
+  static conv2d_params same(std::int64_t in_h, std::int64_t in_w, int kernel_h, int kernel_w, int stride_h = 1,
+                            int stride_w = 1) {
+    FACENET_CHECK(in_h > 0 && in_w > 0 && kernel_h > 0 && kernel_w > 0 && stride_h > 0 && stride_w > 0, argument_error,
+                  "conv2d_params::same: sizes and strides must be positive");
+    const auto total = [](std::int64_t in, int k, int s) {
+      const std::int64_t out = (in + s - 1) / s;
+      return static_cast<int>(std::max<std::int64_t>((out - 1) * s + k - in, 0));
+    };
+    const int ph = total(in_h, kernel_h, stride_h), pw = total(in_w, kernel_w, stride_w);
+    return conv2d_params{stride_h, stride_w, ph / 2, ph - ph / 2, pw / 2, pw - pw / 2};
+  }
+  std::string str() const {
+    return "stride " + std::to_string(stride_h) + "x" + std::to_string(stride_w) + ", pad t/b/l/r " +
+           std::to_string(pad_top) + "/" + std::to_string(pad_bottom) + "/" + std::to_string(pad_left) + "/" +
+           std::to_string(pad_right);
+  }
+};
+
+enum class activation { none, relu };
+
+namespace detail {
+
+inline conv_geometry conv_geometry_of(const shape& x, const shape& w, const conv2d_params& p, const char* who) {
+  const std::string ctx = std::string(who) + ": input " + x.str() + ", weights " + w.str() + ", " + p.str();
+  FACENET_CHECK(x.rank() == 4, shape_error, ctx + ": input must be rank 4 (NCHW)");
+  FACENET_CHECK(w.rank() == 4, shape_error, ctx + ": weights must be rank 4 (OIHW)");
+  FACENET_CHECK(x[1] == w[1], shape_error, ctx + ": input channels differ from weight input channels");
+  FACENET_CHECK(w[2] > 0 && w[3] > 0, shape_error, ctx + ": empty kernel");
+  FACENET_CHECK(p.stride_h > 0 && p.stride_w > 0, argument_error, ctx + ": strides must be positive");
+  FACENET_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, argument_error,
+                ctx + ": padding must be non-negative");
+  conv_geometry g{x[0], x[1], x[2], x[3], w[0], w[2], w[3], 0, 0, p.stride_h, p.stride_w,
+                  p.pad_top, p.pad_bottom, p.pad_left, p.pad_right};
+  FACENET_CHECK(g.hp() >= g.kh && g.wp() >= g.kw, shape_error, ctx + ": kernel larger than the padded input");
+  g.oh = (g.hp() - g.kh) / g.sh + 1;
+  g.ow = (g.wp() - g.kw) / g.sw + 1;
+  return g;
+}
+
+template <class T>
+void check_bias(const Tensor<T>& bias, std::int64_t o, const char* who) {
+  if (bias.empty()) return;
+  FACENET_CHECK(bias.numel() == o && bias.is_contiguous(), shape_error,
+                std::string(who) + ": bias must hold one value per output channel (" + std::to_string(o) + "), got shape " +
+                    bias.shape().str());
+}
+
+// Runs the per-image forward over a batch; `ws` and `offsets` are sized by the caller.
+template <class T>
+void forward_batch(const conv_geometry& g, conv_forward_args<T> a, const T* x, T* y, const T* residual, T* ws,
+                   std::int64_t* offsets) {
+  for (std::int64_t i = 0; i < g.n; ++i) {
+    a.residual = residual ? residual + i * g.out_size() : nullptr;
+    forward_image(g, a, x + i * g.in_size(), y + i * g.out_size(), ws, offsets);
+  }
+}
+
+}  // namespace detail
+
+// Output shape [n, o, oh, ow] for input x (NCHW) and weights w (OIHW); throws shape_error naming both.
+inline shape conv2d_output_shape(const shape& x, const shape& w, const conv2d_params& p) {
+  const detail::conv_geometry g = detail::conv_geometry_of(x, w, p, "conv2d");
+  return shape{g.n, g.o, g.oh, g.ow};
+}
+
+// y = conv(x, w) + bias (bias empty = none). y is resized to conv2d_output_shape.
+template <class T>
+void conv2d_forward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Tensor<T>& y, const conv2d_params& p) {
+  const detail::conv_geometry g = detail::conv_geometry_of(x.shape(), w.shape(), p, "conv2d_forward");
+  detail::check_bias(bias, g.o, "conv2d_forward");
+  x.require_contiguous("conv2d_forward input");
+  w.require_contiguous("conv2d_forward weights");
+  FACENET_CHECK(!x.shares_storage_with(y), argument_error, "conv2d_forward: input and output share storage");
+  y.resize({g.n, g.o, g.oh, g.ow});
+  detail::conv_forward_args<T> a;
+  a.weights = detail::a_source<T>{w.data(), g.k(), false, nullptr};
+  a.bias = bias.empty() ? nullptr : bias.data();
+  T* ws = detail::thread_scratch<T>(2, detail::forward_workspace_size<T>(g));
+  std::int64_t* offsets = detail::thread_scratch<std::int64_t>(2, g.k());
+  detail::forward_batch(g, a, x.data(), y.data(), static_cast<const T*>(nullptr), ws, offsets);
+}
+
+// dx = d loss / d x given dy = d loss / d y. dx is resized to x_shape and overwritten.
+template <class T>
+void conv2d_backward_data(const Tensor<T>& dy, const Tensor<T>& w, const shape& x_shape, Tensor<T>& dx,
+                          const conv2d_params& p) {
+  const detail::conv_geometry g = detail::conv_geometry_of(x_shape, w.shape(), p, "conv2d_backward_data");
+  check_shape(dy, shape{g.n, g.o, g.oh, g.ow}, "conv2d_backward_data: dy");
+  dy.require_contiguous("conv2d_backward_data dy");
+  w.require_contiguous("conv2d_backward_data weights");
+  dx.resize(x_shape);
+  const std::int64_t s = g.spatial();
+  T* col = g.pointwise() ? nullptr : detail::thread_scratch<T>(2, g.k() * s);
+  for (std::int64_t i = 0; i < g.n; ++i) {
+    T* dxi = dx.data() + i * g.in_size();
+    // dcol[k, s] = W^T dy: W is stored [o, k], so op(A) = W^T has lda = k.
+    gemm<T>(true, false, g.k(), s, g.o, T(1), w.data(), g.k(), dy.data() + i * g.out_size(), s, T(0), col ? col : dxi, s);
+    if (col) detail::col2im(g, col, dxi);
+  }
+}
+
+// dw = d loss / d w summed over the batch (and db = d loss / d bias when db is non-null), overwritten.
+// dw must arrive shaped [o, c, kh, kw]: with strides > 1 the kernel size is not implied by x and dy.
+template <class T>
+void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& dw, Tensor<T>* db, const conv2d_params& p) {
+  FACENET_CHECK(x.rank() == 4 && dy.rank() == 4, shape_error,
+                "conv2d_backward_weight: x " + x.shape().str() + " and dy " + dy.shape().str() + " must be rank 4");
+  FACENET_CHECK(x.n() == dy.n(), shape_error,
+                "conv2d_backward_weight: batch of x " + x.shape().str() + " differs from dy " + dy.shape().str());
+  FACENET_CHECK(dw.rank() == 4 && dw.size(0) == dy.c() && dw.size(1) == x.c(), shape_error,
+                "conv2d_backward_weight: dw must arrive shaped [o, c, kh, kw] to give the kernel size; got " +
+                    dw.shape().str() + " for x " + x.shape().str() + " and dy " + dy.shape().str());
+  const detail::conv_geometry g = detail::conv_geometry_of(x.shape(), dw.shape(), p, "conv2d_backward_weight");
+  check_shape(dy, shape{g.n, g.o, g.oh, g.ow}, "conv2d_backward_weight: dy");
+  x.require_contiguous("conv2d_backward_weight x");
+  dy.require_contiguous("conv2d_backward_weight dy");
+  dw.require_contiguous("conv2d_backward_weight dw");
+  const std::int64_t s = g.spatial();
+  T* col = g.pointwise() ? nullptr : detail::thread_scratch<T>(2, g.k() * s);
+  for (std::int64_t i = 0; i < g.n; ++i) {
+    const T* xi = x.data() + i * g.in_size();
+    if (col) detail::im2col(g, xi, col);
+    // dw[o, k] (+)= dy[o, s] * col[k, s]^T.
+    gemm<T>(false, true, g.o, g.k(), s, T(1), dy.data() + i * g.out_size(), s, col ? col : xi, s, i == 0 ? T(0) : T(1),
+            dw.data(), g.k());
+  }
+  if (g.n == 0) dw.zero();
+  if (!db) return;
+  db->resize({g.o});
+  parallel::parallel_for(
+      0, g.o,
+      [&](std::int64_t oc) {
+        T sum = 0;
+        for (std::int64_t i = 0; i < g.n; ++i) {
+          const T* d = dy.data() + i * g.out_size() + oc * s;
+          for (std::int64_t j = 0; j < s; ++j) sum += d[j];
+        }
+        db->data()[oc] = sum;
+      },
+      detail::min_iterations(g.n * s));
+}
+
+// Inference convolution with the weights packed once into the GEMM's A-panel layout, bias, activation
+// and an optional scaled residual fused into the output pass. Immutable after construction, so one
+// plan may serve several threads (each with its own workspace).
+template <class T>
+class conv2d_plan {
+ public:
+  conv2d_plan(const Tensor<T>& w, const Tensor<T>& bias, const conv2d_params& p, activation act = activation::none)
+      : w_shape_(w.shape()), params_(p), act_(act) {
+    FACENET_CHECK(w.rank() == 4 && w.numel() > 0, shape_error, "conv2d_plan: weights must be non-empty OIHW, got " + w.shape().str());
+    w.require_contiguous("conv2d_plan weights");
+    detail::check_bias(bias, w.size(0), "conv2d_plan");
+    FACENET_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 &&
+                      p.pad_right >= 0,
+                  argument_error, "conv2d_plan: strides must be positive and padding non-negative (" + p.str() + ")");
+    const std::int64_t o = w.size(0), k = w.numel() / o;
+    packed_ = Tensor<T>::uninitialized({detail::packed_a_size<T>(o, k)});
+    detail::pack_a_full(detail::a_source<T>{w.data(), k, false, nullptr}, o, k, packed_.data());
+    if (!bias.empty()) bias_ = bias.clone();
+  }
+
+  shape output_shape(const shape& x) const { return conv2d_output_shape(x, w_shape_, params_); }
+
+  // y = act(conv(x) + bias), or act(residual + residual_scale * (conv(x) + bias)) when residual is given.
+  void forward(const Tensor<T>& x, Tensor<T>& y, Tensor<T>& ws, const Tensor<T>* residual = nullptr,
+               T residual_scale = 1) const {
+    const detail::conv_geometry g = detail::conv_geometry_of(x.shape(), w_shape_, params_, "conv2d_plan::forward");
+    x.require_contiguous("conv2d_plan::forward input");
+    const shape out{g.n, g.o, g.oh, g.ow};
+    if (residual) {
+      check_shape(*residual, out, "conv2d_plan::forward: residual");
+      residual->require_contiguous("conv2d_plan::forward residual");
+      // Earlier K blocks park partial sums in y before the residual is read, so it must not alias y.
+      FACENET_CHECK(!residual->shares_storage_with(y), argument_error,
+                    "conv2d_plan::forward: residual must not share storage with the output");
+    }
+    FACENET_CHECK(!x.shares_storage_with(y), argument_error, "conv2d_plan::forward: input and output share storage");
+    const std::int64_t lowering = std::max<std::int64_t>(detail::forward_workspace_size<T>(g), 1);
+    if (ws.numel() < lowering || !ws.is_contiguous()) ws.resize({lowering});
+    y.resize(out);
+    detail::conv_forward_args<T> a;
+    a.weights = detail::a_source<T>{nullptr, 0, false, packed_.data()};
+    a.bias = bias_.empty() ? nullptr : bias_.data();
+    a.residual_scale = residual_scale;
+    a.relu = act_ == activation::relu;
+    detail::forward_batch(g, a, x.data(), y.data(), residual ? residual->data() : nullptr, ws.data(),
+                          detail::thread_scratch<std::int64_t>(2, g.k()));
+  }
+
+  const shape& weight_shape() const { return w_shape_; }
+  const conv2d_params& params() const { return params_; }
+
+ private:
+  shape w_shape_;
+  conv2d_params params_;
+  activation act_;
+  Tensor<T> packed_;
+  Tensor<T> bias_;
+};
+
+}  // namespace facenet::kernels

@@ -1,0 +1,223 @@
+// Rearrangements that turn a convolution into GEMMs: geometry, padding, im2col / col2im, and the
+// "extended column" layout of stride-1 implicit GEMM (rows of the padded image are contiguous B rows).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "facenet/core/parallel.hpp"
+#include "facenet/core/simd.hpp"
+#include "facenet/kernels/detail/gemm_core.hpp"
+
+namespace facenet::kernels::detail {
+
+struct conv_geometry {
+  std::int64_t n, c, h, w;    // input
+  std::int64_t o, kh, kw;     // weights [o, c, kh, kw]
+  std::int64_t oh, ow;        // output
+  std::int64_t sh, sw, pt, pb, pl, pr;
+
+  std::int64_t k() const { return c * kh * kw; }
+  std::int64_t in_size() const { return c * h * w; }
+  std::int64_t out_size() const { return o * oh * ow; }
+  std::int64_t spatial() const { return oh * ow; }
+  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pb + pl + pr == 0; }
+  // Stride 1: output row oy, column ox reads padded pixel (oy + ky, ox + kx), so with output rows laid
+  // out at the padded width wp, B row (c, ky, kx) is the padded image shifted by ky*wp + kx.
+  bool implicit() const { return sh == 1 && sw == 1 && !pointwise(); }
+  std::int64_t hp() const { return h + pt + pb; }
+  std::int64_t wp() const { return w + pl + pr; }
+  // Elements of the padded copy, plus slack for the discarded columns of the last extended row.
+  std::int64_t padded_size() const { return c * hp() * wp() + kw + 64; }
+  std::int64_t extended_n() const { return oh * wp(); }
+  bool needs_padded_copy() const { return pt + pb + pl + pr > 0 || kw > 1; }
+  bool needs_compaction() const { return wp() != ow; }
+};
+
+// Iterations per thread below which a loop whose iterations each touch `elements` values stays serial
+// (a parallel region costs microseconds; tiny layers and gradient checks must not pay it).
+inline std::int64_t min_iterations(std::int64_t elements) { return std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(elements, 1)); }
+
+// Outputs o in [lo, hi) whose input index o*stride + offset lies in [0, in).
+inline void valid_outputs(std::int64_t in, std::int64_t stride, std::int64_t offset, std::int64_t out, std::int64_t& lo,
+                          std::int64_t& hi) {
+  lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  hi = in - offset <= 0 ? 0 : (in - offset - 1) / stride + 1;
+  lo = std::min(lo, out);
+  hi = std::max(lo, std::min(hi, out));
+}
+
+// col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside).
+template <class T>
+void im2col(const conv_geometry& g, const T* x, T* col) {
+  parallel::parallel_for(
+      0, g.k(),
+      [&](std::int64_t row) {
+        const std::int64_t c = row / (g.kh * g.kw), ky = row / g.kw % g.kh, kx = row % g.kw;
+        std::int64_t ox_lo, ox_hi, oy_lo, oy_hi;
+        valid_outputs(g.w, g.sw, kx - g.pl, g.ow, ox_lo, ox_hi);
+        valid_outputs(g.h, g.sh, ky - g.pt, g.oh, oy_lo, oy_hi);
+        T* dst = col + row * g.spatial();
+        const T* src = x + c * g.h * g.w;
+        for (std::int64_t oy = 0; oy < g.oh; ++oy, dst += g.ow) {
+          if (oy < oy_lo || oy >= oy_hi) {
+            std::fill(dst, dst + g.ow, T(0));
+            continue;
+          }
+          const T* s = src + (oy * g.sh - g.pt + ky) * g.w + kx - g.pl;
+          std::fill(dst, dst + ox_lo, T(0));
+          if (g.sw == 1)
+            std::copy(s + ox_lo, s + ox_hi, dst + ox_lo);
+          else
+            for (std::int64_t ox = ox_lo; ox < ox_hi; ++ox) dst[ox] = s[ox * g.sw];
+          std::fill(dst + ox_hi, dst + g.ow, T(0));
+        }
+      },
+      min_iterations(g.spatial()));
+}
+
+// The adjoint of im2col: dx[c][iy][ix] = sum of the col entries that read it. Overwrites dx. Threads
+// own whole channels, so no two write the same element.
+template <class T>
+void col2im(const conv_geometry& g, const T* col, T* dx) {
+  parallel::parallel_for(
+      0, g.c,
+      [&](std::int64_t c) {
+        T* dst = dx + c * g.h * g.w;
+        std::fill(dst, dst + g.h * g.w, T(0));
+        for (std::int64_t ky = 0; ky < g.kh; ++ky)
+          for (std::int64_t kx = 0; kx < g.kw; ++kx) {
+            const T* src = col + ((c * g.kh + ky) * g.kw + kx) * g.spatial();
+            std::int64_t ox_lo, ox_hi, oy_lo, oy_hi;
+            valid_outputs(g.w, g.sw, kx - g.pl, g.ow, ox_lo, ox_hi);
+            valid_outputs(g.h, g.sh, ky - g.pt, g.oh, oy_lo, oy_hi);
+            for (std::int64_t oy = oy_lo; oy < oy_hi; ++oy) {
+              T* d = dst + (oy * g.sh - g.pt + ky) * g.w + kx - g.pl;
+              const T* s = src + oy * g.ow;
+              for (std::int64_t ox = ox_lo; ox < ox_hi; ++ox) d[ox * g.sw] += s[ox];
+            }
+          }
+      },
+      min_iterations(g.kh * g.kw * g.spatial()));
+}
+
+// Zero-padded copy of one image: [c][hp][wp], then zeroed slack.
+template <class T>
+void pad_image(const conv_geometry& g, const T* x, T* xp) {
+  const std::int64_t hp = g.hp(), wp = g.wp();
+  parallel::parallel_for(
+      0, g.c,
+      [&](std::int64_t c) {
+        T* dst = xp + c * hp * wp;
+        const T* src = x + c * g.h * g.w;
+        std::fill(dst, dst + g.pt * wp, T(0));
+        for (std::int64_t y = 0; y < g.h; ++y) {
+          T* d = dst + (g.pt + y) * wp;
+          std::fill(d, d + g.pl, T(0));
+          std::copy(src + y * g.w, src + (y + 1) * g.w, d + g.pl);
+          std::fill(d + g.pl + g.w, d + wp, T(0));
+        }
+        std::fill(dst + (g.pt + g.h) * wp, dst + hp * wp, T(0));
+      },
+      min_iterations(hp * wp));
+  std::fill(xp + g.c * hp * wp, xp + g.padded_size(), T(0));
+}
+
+// Offsets of B rows (c, ky, kx) in an image of width `wp` and plane size `plane`.
+inline void implicit_row_offsets(const conv_geometry& g, std::int64_t plane, std::int64_t wp, std::int64_t* off) {
+  for (std::int64_t c = 0, r = 0; c < g.c; ++c)
+    for (std::int64_t ky = 0; ky < g.kh; ++ky)
+      for (std::int64_t kx = 0; kx < g.kw; ++kx) off[r++] = c * plane + ky * wp + kx;
+}
+
+// dst[j] = act(residual[j] + scale * (src[j] + bias)) (residual optional), vectorised with a partial tail.
+template <class T>
+void epilogue_row(const T* src, T* dst, std::int64_t n, T bias, const T* residual, T scale, bool relu) {
+  using V = simd::batch<T>;
+  constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
+  const V b = simd::broadcast(bias), s = simd::broadcast(scale), zero = simd::broadcast(T(0));
+  for (std::int64_t j = 0; j < n; j += w) {
+    const std::size_t len = static_cast<std::size_t>(std::min(w, n - j));
+    const bool full = len == static_cast<std::size_t>(w);
+    V v = (full ? simd::load(src + j) : simd::load_partial(src + j, len)) + b;
+    if (residual) v = simd::fma(s, v, full ? simd::load(residual + j) : simd::load_partial(residual + j, len));
+    if (relu) v = simd::select_gt(v, zero, v, zero);
+    if (full)
+      simd::store(dst + j, v);
+    else
+      simd::store_partial(dst + j, v, len);
+  }
+}
+
+// Everything one image's forward convolution needs besides the data.
+template <class T>
+struct conv_forward_args {
+  a_source<T> weights;            // [o, k], raw or pre-packed
+  const T* bias = nullptr;        // [o] or null
+  const T* residual = nullptr;    // [o, oh, ow] of this image, or null
+  T residual_scale = 1;
+  bool relu = false;
+};
+
+// Scratch elements forward_image needs (padded image + extended output, or im2col matrix).
+template <class T>
+std::int64_t forward_workspace_size(const conv_geometry& g) {
+  if (g.pointwise()) return 0;
+  if (g.implicit())
+    return (g.needs_padded_copy() ? g.padded_size() : 0) + (g.needs_compaction() ? g.o * g.extended_n() : 0);
+  return g.k() * g.spatial();
+}
+
+// y[o, oh*ow] = epilogue(W x) for one image; `ws` holds forward_workspace_size elements and `offsets`
+// g.k() entries (used by the implicit path).
+template <class T>
+void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const T* x, T* y, T* ws, std::int64_t* offsets) {
+  gemm_epilogue<T> ep;
+  ep.bias = a.bias;
+  ep.residual = a.residual;
+  ep.ldr = g.spatial();
+  ep.residual_scale = a.residual_scale;
+  ep.relu = a.relu;
+  const bool fuse = ep.bias || ep.residual || ep.relu;
+  if (g.pointwise()) {
+    gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, b_matrix<T>{x, g.spatial(), false}, T(0), y, g.spatial(), fuse ? &ep : nullptr);
+    return;
+  }
+  if (!g.implicit()) {
+    im2col(g, x, ws);
+    gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, b_matrix<T>{ws, g.spatial(), false}, T(0), y, g.spatial(), fuse ? &ep : nullptr);
+    return;
+  }
+  const T* image = x;
+  std::int64_t plane = g.h * g.w, row_width = g.w;
+  if (g.needs_padded_copy()) {
+    pad_image(g, x, ws);
+    image = ws;
+    plane = g.hp() * g.wp();
+    row_width = g.wp();
+    ws += g.padded_size();
+  }
+  implicit_row_offsets(g, plane, row_width, offsets);
+  const b_offset_rows<T> rows{image, offsets};
+  if (!g.needs_compaction()) {
+    gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, rows, T(0), y, g.spatial(), fuse ? &ep : nullptr);
+    return;
+  }
+  // Extended output rows (width wp) hold wp - ow discarded columns each; compact and finish in one pass.
+  const std::int64_t wp = g.wp(), en = g.extended_n();
+  gemm_run(g.o, en, g.k(), T(1), a.weights, rows, T(0), ws, en, static_cast<const gemm_epilogue<T>*>(nullptr));
+  parallel::parallel_for(
+      0, g.o,
+      [&](std::int64_t oc) {
+        const T bias = a.bias ? a.bias[oc] : T(0);
+        for (std::int64_t oy = 0; oy < g.oh; ++oy) {
+          const std::int64_t at = oc * g.spatial() + oy * g.ow;
+          epilogue_row(ws + oc * en + oy * wp, y + at, g.ow, bias, a.residual ? a.residual + at : nullptr, a.residual_scale,
+                       a.relu);
+        }
+      },
+      min_iterations(en));
+}
+
+}  // namespace facenet::kernels::detail

@@ -1,0 +1,214 @@
+#include <string>
+
+#include "facenet/kernels/conv2d.hpp"
+#include "facenet/kernels/reference/conv2d.hpp"
+#include "testing.hpp"
+
+namespace fk = facenet::kernels;
+namespace ref = facenet::kernels::reference;
+using facenet::shape;
+using facenet::Tensor;
+using facenet::testing::max_abs_diff;
+using facenet::testing::random_tensor;
+
+namespace {
+
+struct conv_case {
+  std::int64_t n, c, h, w, o, kh, kw;
+  fk::conv2d_params p;
+  std::string what() const {
+    return "x[" + std::to_string(n) + "," + std::to_string(c) + "," + std::to_string(h) + "," + std::to_string(w) + "] w[" +
+           std::to_string(o) + "," + std::to_string(c) + "," + std::to_string(kh) + "," + std::to_string(kw) + "] " + p.str();
+  }
+};
+
+fk::conv2d_params pads(int t, int b, int l, int r, int sh = 1, int sw = 1) { return fk::conv2d_params{sh, sw, t, b, l, r}; }
+
+// Odd sizes (not multiples of the SIMD width); each line exercises one lowering path or edge.
+const conv_case kCases[] = {
+    {1, 5, 9, 11, 17, 1, 1, pads(0, 0, 0, 0)},           // pointwise GEMM
+    {3, 17, 7, 9, 33, 1, 1, pads(0, 0, 0, 0)},           // pointwise, batch
+    {2, 5, 9, 9, 7, 1, 1, pads(0, 0, 0, 0, 2, 2)},       // 1x1 stride 2 (im2col)
+    {1, 3, 11, 13, 5, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // implicit, padded copy + compaction
+    {2, 33, 9, 8, 17, 3, 3, pads(0, 0, 0, 0)},           // implicit, K = 297 crosses a K block
+    {1, 7, 13, 11, 9, 5, 5, fk::conv2d_params::symmetric(2, 2)},
+    {2, 3, 17, 15, 11, 7, 7, fk::conv2d_params::symmetric(3, 3, 2, 2)},  // NN4 conv1-like, im2col
+    {1, 6, 9, 10, 5, 3, 3, pads(0, 0, 0, 0, 2, 2)},      // stride 2, no padding
+    {2, 5, 10, 11, 7, 3, 3, fk::conv2d_params::same(10, 11, 3, 3, 2, 2)},  // TF SAME, asymmetric
+    {1, 4, 9, 7, 6, 3, 3, pads(1, 2, 0, 3)},             // arbitrary asymmetric, stride 1
+    {1, 4, 9, 7, 6, 3, 2, pads(2, 0, 1, 0, 2, 1)},       // mixed strides and padding
+    {2, 9, 8, 8, 13, 1, 7, fk::conv2d_params::symmetric(0, 3)},  // Block17 1x7
+    {1, 9, 8, 8, 13, 7, 1, fk::conv2d_params::symmetric(3, 0)},  // Block17 7x1
+    {2, 11, 5, 5, 9, 1, 3, fk::conv2d_params::symmetric(0, 1)},  // Block8 1x3
+    {1, 11, 5, 5, 9, 3, 1, fk::conv2d_params::symmetric(1, 0)},  // Block8 3x1
+    {1, 5, 9, 6, 3, 3, 1, pads(0, 0, 0, 0)},             // implicit straight from the input (no copy)
+};
+
+template <class T>
+double tol(std::int64_t k) {
+  return (std::is_same<T, float>::value ? 4e-6 : 1e-13) * static_cast<double>(k + 8);
+}
+
+template <class T>
+void check_against_reference(const conv_case& cc, std::uint32_t seed) {
+  const Tensor<T> x = random_tensor<T>({cc.n, cc.c, cc.h, cc.w}, seed);
+  const Tensor<T> w = random_tensor<T>({cc.o, cc.c, cc.kh, cc.kw}, seed + 1);
+  const Tensor<T> b = random_tensor<T>({cc.o}, seed + 2);
+  const std::int64_t k = cc.c * cc.kh * cc.kw;
+
+  Tensor<T> y, y_ref;
+  fk::conv2d_forward(x, w, b, y, cc.p);
+  ref::conv2d_forward(x, w, b, y_ref, cc.p);
+  ASSERT_EQ(y.shape(), fk::conv2d_output_shape(x.shape(), w.shape(), cc.p)) << cc.what();
+  EXPECT_LE(max_abs_diff(y, y_ref), tol<T>(k)) << "forward " << cc.what();
+
+  Tensor<T> y_nobias, y_nobias_ref;
+  fk::conv2d_forward(x, w, Tensor<T>(), y_nobias, cc.p);
+  ref::conv2d_forward(x, w, Tensor<T>(), y_nobias_ref, cc.p);
+  EXPECT_LE(max_abs_diff(y_nobias, y_nobias_ref), tol<T>(k)) << "forward without bias " << cc.what();
+
+  const Tensor<T> dy = random_tensor<T>(y.shape(), seed + 3);
+  Tensor<T> dx, dx_ref;
+  fk::conv2d_backward_data(dy, w, x.shape(), dx, cc.p);
+  ref::conv2d_backward_data(dy, w, x.shape(), dx_ref, cc.p);
+  EXPECT_LE(max_abs_diff(dx, dx_ref), tol<T>(cc.o * cc.kh * cc.kw)) << "backward_data " << cc.what();
+
+  Tensor<T> dw(w.shape()), dw_ref(w.shape()), db, db_ref;
+  dw.fill(T(7));  // stale contents must be overwritten
+  fk::conv2d_backward_weight(x, dy, dw, &db, cc.p);
+  ref::conv2d_backward_weight(x, dy, dw_ref, &db_ref, cc.p);
+  const std::int64_t taps = cc.n * y.h() * y.w();
+  EXPECT_LE(max_abs_diff(dw, dw_ref), tol<T>(taps)) << "backward_weight " << cc.what();
+  EXPECT_LE(max_abs_diff(db, db_ref), tol<T>(taps)) << "backward bias " << cc.what();
+}
+
+}  // namespace
+
+TEST(Conv2d, FloatMatchesReference) {
+  std::uint32_t seed = 1;
+  for (const auto& cc : kCases) check_against_reference<float>(cc, seed += 10);
+}
+
+TEST(Conv2d, DoubleMatchesReference) {
+  std::uint32_t seed = 500;
+  for (const auto& cc : kCases) check_against_reference<double>(cc, seed += 10);
+}
+
+TEST(Conv2d, SameHelperMatchesTensorFlow) {
+  const auto p = fk::conv2d_params::same(160, 160, 3, 3, 2, 2);  // out 80: total pad 1, extra at the bottom
+  EXPECT_EQ(p.pad_top, 0);
+  EXPECT_EQ(p.pad_bottom, 1);
+  EXPECT_EQ(fk::conv2d_output_shape({1, 3, 160, 160}, {8, 3, 3, 3}, p), (shape{1, 8, 80, 80}));
+  const auto q = fk::conv2d_params::same(17, 17, 1, 7);
+  EXPECT_EQ(q.pad_left, 3);
+  EXPECT_EQ(q.pad_right, 3);
+  EXPECT_EQ(q.pad_top, 0);
+  EXPECT_EQ(fk::conv2d_output_shape({2, 4, 17, 17}, {5, 4, 1, 7}, q), (shape{2, 5, 17, 17}));
+  EXPECT_EQ(fk::conv2d_output_shape({1, 3, 96, 96}, {64, 3, 7, 7}, fk::conv2d_params::symmetric(3, 3, 2, 2)),
+            (shape{1, 64, 48, 48}));
+}
+
+// Finite differences in double through loss = <conv(x, w, b), g>.
+TEST(Conv2d, GradientCheck) {
+  const conv_case cases[] = {
+      {2, 3, 6, 7, 4, 3, 3, pads(1, 0, 2, 1, 2, 2)},
+      {2, 3, 5, 6, 4, 1, 3, fk::conv2d_params::symmetric(0, 1)},
+      {1, 4, 5, 5, 3, 1, 1, pads(0, 0, 0, 0)},
+  };
+  std::uint32_t seed = 900;
+  for (const auto& cc : cases) {
+    Tensor<double> x = random_tensor<double>({cc.n, cc.c, cc.h, cc.w}, seed++);
+    Tensor<double> w = random_tensor<double>({cc.o, cc.c, cc.kh, cc.kw}, seed++);
+    Tensor<double> b = random_tensor<double>({cc.o}, seed++);
+    const Tensor<double> g = random_tensor<double>(fk::conv2d_output_shape(x.shape(), w.shape(), cc.p), seed++);
+    Tensor<double> y;
+    const auto loss = [&] {
+      fk::conv2d_forward(x, w, b, y, cc.p);
+      return facenet::testing::dot(y, g);
+    };
+    Tensor<double> dx, dw(w.shape()), db;
+    fk::conv2d_backward_data(g, w, x.shape(), dx, cc.p);
+    fk::conv2d_backward_weight(x, g, dw, &db, cc.p);
+    facenet::testing::check_gradient(x, dx, loss, "dx " + cc.what());
+    facenet::testing::check_gradient(w, dw, loss, "dw " + cc.what());
+    facenet::testing::check_gradient(b, db, loss, "db " + cc.what());
+  }
+}
+
+namespace {
+
+template <class T>
+void check_plan(const conv_case& cc, std::uint32_t seed) {
+  const Tensor<T> x = random_tensor<T>({cc.n, cc.c, cc.h, cc.w}, seed);
+  const Tensor<T> w = random_tensor<T>({cc.o, cc.c, cc.kh, cc.kw}, seed + 1);
+  const Tensor<T> b = random_tensor<T>({cc.o}, seed + 2);
+  Tensor<T> expect;
+  fk::conv2d_forward(x, w, b, expect, cc.p);
+  const Tensor<T> residual = random_tensor<T>(expect.shape(), seed + 3);
+  const T scale = T(0.17);
+  const double tolerance = tol<T>(cc.c * cc.kh * cc.kw);
+
+  Tensor<T> y, ws;
+  const fk::conv2d_plan<T> plain(w, b, cc.p);
+  EXPECT_EQ(plain.output_shape(x.shape()), expect.shape());
+  plain.forward(x, y, ws);
+  EXPECT_LE(max_abs_diff(y, expect), tolerance) << "plan " << cc.what();
+
+  const fk::conv2d_plan<T> relu(w, b, cc.p, fk::activation::relu);
+  Tensor<T> want = expect.clone();
+  for (auto& v : want) v = std::max(v, T(0));
+  relu.forward(x, y, ws);
+  EXPECT_LE(max_abs_diff(y, want), tolerance) << "plan relu " << cc.what();
+
+  for (std::int64_t i = 0; i < want.numel(); ++i)
+    want.data()[i] = std::max(residual.data()[i] + scale * expect.data()[i], T(0));
+  const std::int64_t capacity = ws.capacity();
+  relu.forward(x, y, ws, &residual, scale);
+  EXPECT_LE(max_abs_diff(y, want), tolerance) << "plan relu+residual " << cc.what();
+  EXPECT_EQ(ws.capacity(), capacity) << "workspace must not grow on reuse";
+
+  const fk::conv2d_plan<T> linear_nobias(w, Tensor<T>(), cc.p);
+  Tensor<T> expect_nobias;
+  fk::conv2d_forward(x, w, Tensor<T>(), expect_nobias, cc.p);
+  for (std::int64_t i = 0; i < want.numel(); ++i) want.data()[i] = residual.data()[i] + scale * expect_nobias.data()[i];
+  linear_nobias.forward(x, y, ws, &residual, scale);
+  EXPECT_LE(max_abs_diff(y, want), tolerance) << "plan residual without bias " << cc.what();
+}
+
+}  // namespace
+
+TEST(Conv2dPlan, MatchesForwardWithFusedEpilogue) {
+  std::uint32_t seed = 1500;
+  for (const auto& cc : kCases) {
+    check_plan<float>(cc, seed += 10);
+    check_plan<double>(cc, seed += 10);
+  }
+  // Bigger than one K block and one N block, threaded, batch 2.
+  check_plan<float>({2, 40, 23, 29, 37, 3, 3, fk::conv2d_params::symmetric(1, 1)}, 77);
+  check_plan<float>({1, 300, 9, 9, 20, 1, 1, pads(0, 0, 0, 0)}, 78);
+}
+
+TEST(Conv2d, BadInputThrows) {
+  const Tensor<float> x({1, 3, 8, 8}), w({4, 3, 3, 3}), w_bad({4, 2, 3, 3});
+  Tensor<float> y;
+  EXPECT_THROW(fk::conv2d_forward(x, w_bad, Tensor<float>(), y, {}), facenet::shape_error);
+  EXPECT_THROW(fk::conv2d_forward(x, w, Tensor<float>({5}), y, {}), facenet::shape_error);
+  EXPECT_THROW(fk::conv2d_forward(x, w, Tensor<float>(), y, pads(0, 0, 0, 0, 0, 1)), facenet::argument_error);
+  EXPECT_THROW(fk::conv2d_forward(x, w, Tensor<float>(), y, pads(-1, 0, 0, 0)), facenet::argument_error);
+  EXPECT_THROW(fk::conv2d_forward(Tensor<float>({1, 3, 2, 2}), w, Tensor<float>(), y, {}), facenet::shape_error);
+  EXPECT_THROW(fk::conv2d_forward(Tensor<float>({3, 8, 8}), w, Tensor<float>(), y, {}), facenet::shape_error);
+  Tensor<float> dx, dw({4, 3, 3, 3});
+  EXPECT_THROW(fk::conv2d_backward_data(Tensor<float>({1, 4, 5, 5}), w, x.shape(), dx, {}), facenet::shape_error);
+  EXPECT_THROW(fk::conv2d_backward_weight(x, Tensor<float>({1, 4, 5, 5}), dw, static_cast<Tensor<float>*>(nullptr), {}), facenet::shape_error);
+  Tensor<float> dw_unshaped;
+  EXPECT_THROW(fk::conv2d_backward_weight(x, Tensor<float>({1, 4, 6, 6}), dw_unshaped, static_cast<Tensor<float>*>(nullptr), {}), facenet::shape_error);
+  const fk::conv2d_plan<float> plan(w, Tensor<float>(), {});
+  Tensor<float> ws;
+  const Tensor<float> residual_bad({1, 4, 5, 5});
+  EXPECT_THROW(plan.forward(x, y, ws, &residual_bad), facenet::shape_error);
+  try {
+    fk::conv2d_forward(x, w_bad, Tensor<float>(), y, {});
+  } catch (const facenet::shape_error& e) {
+    EXPECT_NE(std::string(e.what()).find("[4, 2, 3, 3]"), std::string::npos) << e.what();
+  }
+}
