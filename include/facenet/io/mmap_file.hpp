@@ -1,0 +1,118 @@
+// Read-only file contents for the weight readers: memory-mapped through POSIX mmap when available,
+// otherwise read into memory. Readers decode straight from the mapping into aligned tensors, so a
+// large checkpoint is never held twice.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <utility>
+#include <string>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define FACENET_HAVE_MMAP 1
+#endif
+
+#include "facenet/core/error.hpp"
+#include "facenet/io/binary.hpp"
+
+namespace facenet::io {
+
+class mapped_file {
+ public:
+  mapped_file() = default;
+  explicit mapped_file(const std::string& path) : path_(path) {
+#ifdef FACENET_HAVE_MMAP
+    if (try_map()) return;
+#endif
+    read_all();
+  }
+  mapped_file(const mapped_file&) = delete;
+  mapped_file& operator=(const mapped_file&) = delete;
+  mapped_file(mapped_file&& o) noexcept { swap(o); }
+  mapped_file& operator=(mapped_file&& o) noexcept {
+    if (this != &o) {
+      release();
+      swap(o);
+    }
+    return *this;
+  }
+  ~mapped_file() { release(); }
+
+  const std::uint8_t* data() const noexcept { return mapped_ ? mapped_ : buffer_.data(); }
+  std::uint64_t size() const noexcept { return size_; }
+  byte_span bytes() const noexcept { return {data(), size_}; }
+  const std::string& path() const noexcept { return path_; }
+  bool is_mapped() const noexcept { return mapped_ != nullptr; }
+
+ private:
+#ifdef FACENET_HAVE_MMAP
+  bool try_map() {
+    const int fd = ::open(path_.c_str(), O_RDONLY);
+    if (fd < 0) throw io_error("cannot open '" + path_ + "': " + std::strerror(errno));
+    struct stat st {};
+    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (ok && st.st_size > 0) {
+      void* p = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+      ok = p != MAP_FAILED;
+      if (ok) {
+        mapped_ = static_cast<const std::uint8_t*>(p);
+        size_ = static_cast<std::uint64_t>(st.st_size);
+      }
+    } else {
+      ok = false;  // empty or special file: the plain read path handles both
+    }
+    ::close(fd);
+    return ok;
+  }
+#endif
+  void read_all() {
+    std::ifstream in(path_, std::ios::binary);
+    FACENET_CHECK(in.good(), io_error, "cannot open '" + path_ + "'");
+    buffer_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    FACENET_CHECK(!in.bad(), io_error, "error reading '" + path_ + "'");
+    size_ = buffer_.size();
+  }
+  void release() noexcept {
+#ifdef FACENET_HAVE_MMAP
+    if (mapped_) ::munmap(const_cast<std::uint8_t*>(mapped_), static_cast<std::size_t>(size_));
+#endif
+    mapped_ = nullptr;
+  }
+  void swap(mapped_file& o) noexcept {
+    std::swap(path_, o.path_);
+    std::swap(mapped_, o.mapped_);
+    std::swap(buffer_, o.buffer_);
+    std::swap(size_, o.size_);
+  }
+
+  std::string path_;
+  const std::uint8_t* mapped_ = nullptr;
+  std::vector<std::uint8_t> buffer_;
+  std::uint64_t size_ = 0;
+};
+
+// Writes `bytes` to `path` through a temporary file and a rename, so a failed save never leaves a
+// half-written weights file behind.
+inline void write_file_atomically(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    FACENET_CHECK(out.good(), io_error, "cannot create '" + tmp + "'");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    FACENET_CHECK(out.good(), io_error, "error writing '" + tmp + "'");
+  }
+  FACENET_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, io_error,
+                "cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
+}
+
+}  // namespace facenet::io
