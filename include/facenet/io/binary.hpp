@@ -1,5 +1,5 @@
 // Bounds-checked little-endian byte reading and element-type decoding shared by every weight reader.
-// Readers never trust a size or offset from a file: each one goes through byte_reader or
+// Readers never trust a size or offset from a file: each one goes through span_reader or
 // checked_span before memory is touched, so a hostile file ends in a format_error, not a crash.
 #pragma once
 
@@ -186,9 +186,9 @@ struct byte_span {
 };
 
 // Sequential reader over a byte_span; `what` (usually the file name) prefixes every error.
-class byte_reader {
+class span_reader {
  public:
-  byte_reader(byte_span bytes, std::string what) : bytes_(bytes), what_(std::move(what)) {}
+  span_reader(byte_span bytes, std::string what) : bytes_(bytes), what_(std::move(what)) {}
 
   std::uint64_t position() const noexcept { return pos_; }
   std::uint64_t remaining() const noexcept { return bytes_.size - pos_; }

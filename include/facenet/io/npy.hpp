@@ -150,7 +150,7 @@ inline std::uint64_t shape_numel(const shape& s, const std::string& what) {
 }  // namespace detail
 
 // Reads the magic, version and header; leaves the reader at the array data.
-inline npy_header read_npy_header(byte_reader& r) {
+inline npy_header read_npy_header(span_reader& r) {
   static const char magic[] = "\x93NUMPY";
   FACENET_CHECK(r.remaining() >= 10 && std::memcmp(r.take(6, "magic"), magic, 6) == 0, format_error,
                 r.what() + ": not a .npy file (bad magic)");
@@ -217,7 +217,7 @@ inline void flatten_pickled_dict(const pickle_tree& t, std::size_t i, const std:
 
 // A numeric .npy image -> tensor (Fortran order is reordered to C order).
 inline named_tensor parse_npy_array(byte_span bytes, const std::string& what, const std::string& name) {
-  byte_reader r(bytes, what);
+  span_reader r(bytes, what);
   const npy_header h = read_npy_header(r);
   FACENET_CHECK(h.descr != "|O", format_error, what + ": holds an object array (use load_npy for pickled dicts)");
   const element_type type = detail::numpy_descr_type(h.descr, what);
@@ -232,7 +232,7 @@ inline named_tensor parse_npy_array(byte_span bytes, const std::string& what, co
 // Any .npy image -> tensor_map: a numeric array becomes one tensor called `name`; an object array
 // holding a pickled dict becomes its ndarrays named "outer/inner".
 inline tensor_map parse_npy(byte_span bytes, const std::string& what, const std::string& name = "array") {
-  byte_reader r(bytes, what);
+  span_reader r(bytes, what);
   const npy_header h = read_npy_header(r);
   tensor_map out;
   if (h.descr != "|O") {

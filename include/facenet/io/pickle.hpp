@@ -157,7 +157,7 @@ class unpickler {
   static constexpr std::size_t max_stack = 1u << 20;
   static constexpr std::size_t max_memo = 1u << 20;
 
-  unpickler(byte_reader& r, const std::set<std::string>& allowed_globals = default_pickle_globals())
+  unpickler(span_reader& r, const std::set<std::string>& allowed_globals = default_pickle_globals())
       : r_(r), allowed_(allowed_globals) {
     tree_.what_ = r.what();
   }
@@ -446,7 +446,7 @@ class unpickler {
     }
   }
 
-  byte_reader& r_;
+  span_reader& r_;
   const std::set<std::string>& allowed_;
   pickle_tree tree_;
   std::vector<std::size_t> stack_;
@@ -458,7 +458,7 @@ class unpickler {
 // Unpickles the whole of `bytes` (trailing bytes after STOP are an error).
 inline pickle_tree unpickle(byte_span bytes, const std::string& what,
                             const std::set<std::string>& allowed_globals = default_pickle_globals()) {
-  byte_reader r(bytes, what);
+  span_reader r(bytes, what);
   pickle_tree t = unpickler(r, allowed_globals).load();
   FACENET_CHECK(r.at_end(), format_error, what + ": " + std::to_string(r.remaining()) + " bytes after the pickle's STOP");
   return t;

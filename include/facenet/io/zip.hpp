@@ -98,7 +98,7 @@ class zip_archive {
     FACENET_CHECK(crc32(p, n) == e.crc, format_error, what_ + ": entry '" + e.name + "' fails its CRC-32 check");
   }
   byte_span data_span(const zip_entry& e) const {
-    byte_reader r(bytes_, what_ + ": local header of '" + e.name + "'");
+    span_reader r(bytes_, what_ + ": local header of '" + e.name + "'");
     r.seek(e.local_header_offset);
     FACENET_CHECK(r.read<std::uint32_t>("signature") == local_sig, format_error,
                   what_ + ": bad local header signature for '" + e.name + "' at offset " + std::to_string(e.local_header_offset));
@@ -118,7 +118,7 @@ class zip_archive {
   }
   void read_directory() {
     const std::uint64_t eocd = find_eocd();
-    byte_reader r(bytes_, what_ + ": end of central directory");
+    span_reader r(bytes_, what_ + ": end of central directory");
     r.seek(eocd + 4);
     const std::uint16_t disk = r.read<std::uint16_t>("disk number");
     r.take(4, "disk fields");
@@ -130,18 +130,18 @@ class zip_archive {
     // Each central record is at least 46 bytes: the count cannot exceed what the file could hold.
     FACENET_CHECK(count <= bytes_.size / 46, format_error,
                   what_ + ": declares " + std::to_string(count) + " entries, more than the file can hold");
-    byte_reader d(bytes_.sub(dir_offset, dir_size, what_ + ": central directory"), what_ + ": central directory");
+    span_reader d(bytes_.sub(dir_offset, dir_size, what_ + ": central directory"), what_ + ": central directory");
     entries_.reserve(static_cast<std::size_t>(count));
     for (std::uint64_t i = 0; i < count; ++i) entries_.push_back(read_central_entry(d));
   }
   void read_zip64_end(std::uint64_t eocd, std::uint64_t& count, std::uint64_t& dir_size, std::uint64_t& dir_offset) const {
     FACENET_CHECK(eocd >= 20, format_error, what_ + ": ZIP64 values without a ZIP64 locator");
-    byte_reader r(bytes_, what_ + ": ZIP64 locator");
+    span_reader r(bytes_, what_ + ": ZIP64 locator");
     r.seek(eocd - 20);
     FACENET_CHECK(r.read<std::uint32_t>("signature") == locator64_sig, format_error, what_ + ": missing ZIP64 locator");
     r.take(4, "disk");
     const std::uint64_t rec = r.read<std::uint64_t>("ZIP64 record offset");
-    byte_reader z(bytes_, what_ + ": ZIP64 end record");
+    span_reader z(bytes_, what_ + ": ZIP64 end record");
     z.seek(rec);
     FACENET_CHECK(z.read<std::uint32_t>("signature") == eocd64_sig, format_error,
                   what_ + ": bad ZIP64 end record signature at offset " + std::to_string(rec));
@@ -150,7 +150,7 @@ class zip_archive {
     dir_size = z.read<std::uint64_t>("directory size");
     dir_offset = z.read<std::uint64_t>("directory offset");
   }
-  zip_entry read_central_entry(byte_reader& d) const {
+  zip_entry read_central_entry(span_reader& d) const {
     FACENET_CHECK(d.read<std::uint32_t>("signature") == central_sig, format_error,
                   what_ + ": bad central directory record at offset " + std::to_string(d.position() - 4));
     zip_entry e;
@@ -168,16 +168,16 @@ class zip_archive {
     e.local_header_offset = d.read<std::uint32_t>("local header offset");
     e.name = d.string(name_len, "entry name");
     FACENET_CHECK(!(flags & 1), unsupported_error, what_ + ": entry '" + e.name + "' is encrypted");
-    read_zip64_extra(byte_reader(d.span(extra_len, "extra field"), what_ + ": extra field of '" + e.name + "'"), e);
+    read_zip64_extra(span_reader(d.span(extra_len, "extra field"), what_ + ": extra field of '" + e.name + "'"), e);
     d.take(comment_len, "entry comment");
     return e;
   }
   // Fields stored as 0xffffffff in the record come, in order, from the ZIP64 extra block (id 1).
-  static void read_zip64_extra(byte_reader x, zip_entry& e) {
+  static void read_zip64_extra(span_reader x, zip_entry& e) {
     while (x.remaining() >= 4) {
       const std::uint16_t id = x.read<std::uint16_t>("extra id");
       const std::uint16_t len = x.read<std::uint16_t>("extra size");
-      byte_reader block(x.span(len, "extra block"), x.what());
+      span_reader block(x.span(len, "extra block"), x.what());
       if (id != 1) continue;
       if (e.size == 0xffffffffu) e.size = block.read<std::uint64_t>("ZIP64 size");
       if (e.compressed_size == 0xffffffffu) e.compressed_size = block.read<std::uint64_t>("ZIP64 compressed size");
