@@ -1,0 +1,23 @@
+// Peak FMA throughput of this machine: the denominator for every other benchmark's %peak.
+#include "bench_common.hpp"
+
+namespace {
+
+template <class T>
+void bm_fma_peak(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  constexpr std::int64_t iterations = 1'000'000;
+  double flops = 0;
+  for (auto _ : state) flops = facenet::bench::fma_chains_parallel<T>(iterations, threads);
+  state.counters["GFLOP"] = benchmark::Counter(flops * 1e-9 * static_cast<double>(state.iterations()),
+                                                 benchmark::Counter::kIsRate);
+  state.counters["threads"] = threads;
+  state.SetLabel(facenet::simd::arch_name());
+}
+
+}  // namespace
+
+BENCHMARK_TEMPLATE(bm_fma_peak, float)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(bm_fma_peak, double)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();
