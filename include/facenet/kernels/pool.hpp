@@ -1,0 +1,359 @@
+// 2-D pooling over NCHW with PyTorch's output-size and divisor rules: max (with argmax indices),
+// average (count_include_pad both ways, ceil_mode), L2 (OpenFace's SpatialLPPooling, p = 2) and
+// global average. Parallel over the N*C planes; averages sum rows with SIMD then slide along W.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "facenet/core/error.hpp"
+#include "facenet/core/parallel.hpp"
+#include "facenet/core/tensor.hpp"
+#include "facenet/kernels/elementwise.hpp"
+
+FACENET_KERNELS_BEGIN
+
+namespace facenet::kernels {
+
+struct pool2d_params {
+  std::int64_t kernel_h = 1, kernel_w = 1;
+  std::int64_t stride_h = 1, stride_w = 1;
+  std::int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+  bool ceil_mode = false;
+  bool count_include_pad = true;  // average pooling only
+
+  // Square window, equal stride and symmetric padding: nn.MaxPool2d(k, s, p, ceil_mode=...).
+  static pool2d_params square(std::int64_t kernel, std::int64_t stride, std::int64_t pad = 0, bool ceil = false,
+                              bool include_pad = true) {
+    return {kernel, kernel, stride, stride, pad, pad, pad, pad, ceil, include_pad};
+  }
+};
+
+// PyTorch's pooling_output_shape_pad_lr: floor or ceil division, and in ceil mode the last window
+// must start inside the input or the left padding.
+inline std::int64_t pool2d_output_size(std::int64_t in, std::int64_t kernel, std::int64_t pad_before,
+                                       std::int64_t pad_after, std::int64_t stride, bool ceil_mode) {
+  const std::int64_t span = in + pad_before + pad_after - kernel + (ceil_mode ? stride - 1 : 0);
+  if (span < 0) return 0;
+  std::int64_t out = span / stride + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad_before) --out;
+  return out;
+}
+
+namespace detail {
+
+inline void check_pool_params(const pool2d_params& p, const char* kernel) {
+  const std::string k(kernel);
+  FACENET_CHECK(p.kernel_h >= 1 && p.kernel_w >= 1, argument_error,
+                k + ": kernel must be >= 1, got " + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w));
+  FACENET_CHECK(p.stride_h >= 1 && p.stride_w >= 1, argument_error,
+                k + ": stride must be >= 1, got " + std::to_string(p.stride_h) + "x" + std::to_string(p.stride_w));
+  // Padding smaller than the window keeps every window overlapping the input.
+  FACENET_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0 &&
+                    p.pad_top < p.kernel_h && p.pad_bottom < p.kernel_h && p.pad_left < p.kernel_w &&
+                    p.pad_right < p.kernel_w,
+                argument_error,
+                k + ": padding (top " + std::to_string(p.pad_top) + ", bottom " + std::to_string(p.pad_bottom) +
+                    ", left " + std::to_string(p.pad_left) + ", right " + std::to_string(p.pad_right) +
+                    ") must be >= 0 and smaller than the kernel " + std::to_string(p.kernel_h) + "x" +
+                    std::to_string(p.kernel_w));
+}
+
+}  // namespace detail
+
+// Output shape of pooling x [N,C,H,W] with p; throws when the input is too small for one window.
+inline shape pool2d_output_shape(const shape& x, const pool2d_params& p, const char* kernel = "pool2d") {
+  FACENET_CHECK(x.rank() == 4, shape_error, std::string(kernel) + ": x must be [N,C,H,W], got " + x.str());
+  detail::check_pool_params(p, kernel);
+  const std::int64_t oh = pool2d_output_size(x[2], p.kernel_h, p.pad_top, p.pad_bottom, p.stride_h, p.ceil_mode);
+  const std::int64_t ow = pool2d_output_size(x[3], p.kernel_w, p.pad_left, p.pad_right, p.stride_w, p.ceil_mode);
+  FACENET_CHECK(oh >= 1 && ow >= 1, shape_error,
+                std::string(kernel) + ": input " + x.str() + " is smaller than the " + std::to_string(p.kernel_h) +
+                    "x" + std::to_string(p.kernel_w) + " window");
+  return shape{x[0], x[1], oh, ow};
+}
+
+namespace detail {
+
+// Per output index along one axis: the window clipped to the input, and its length counting
+// padding (clipped to input + padding, as PyTorch's avg_pool2d divisor does).
+struct pool_axis {
+  std::vector<std::int64_t> begin, end, padded;
+  pool_axis(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride, std::int64_t pad_before,
+            std::int64_t pad_after)
+      : begin(out), end(out), padded(out) {
+    for (std::int64_t o = 0; o < out; ++o) {
+      const std::int64_t s = o * stride - pad_before;
+      const std::int64_t e = std::min(s + kernel, in + pad_after);
+      padded[o] = e - s;
+      begin[o] = std::max<std::int64_t>(s, 0);
+      end[o] = std::min(e, in);
+    }
+  }
+  std::int64_t size(std::int64_t o) const { return end[o] - begin[o]; }
+};
+
+struct pool_geometry {
+  std::int64_t planes, H, W, OH, OW;
+  pool_axis rows, cols;
+  pool_geometry(const shape& x, const shape& y, const pool2d_params& p)
+      : planes(x[0] * x[1]),
+        H(x[2]),
+        W(x[3]),
+        OH(y[2]),
+        OW(y[3]),
+        rows(H, OH, p.kernel_h, p.stride_h, p.pad_top, p.pad_bottom),
+        cols(W, OW, p.kernel_w, p.stride_w, p.pad_left, p.pad_right) {}
+  // Average-pooling divisor of output (i, j), exactly PyTorch's.
+  std::int64_t divisor(std::int64_t i, std::int64_t j, bool include_pad) const {
+    return include_pad ? rows.padded[i] * cols.padded[j] : rows.size(i) * cols.size(j);
+  }
+};
+
+// Runs f(plane, scratch) over all planes, split over the threads by contiguous ranges; each thread
+// owns `scratch_size` elements of scratch (row sums, coefficients) allocated once per call.
+template <class T, class F>
+void for_each_plane(const pool_geometry& g, std::int64_t scratch_size, F&& f) {
+  const std::int64_t work = g.planes * std::max(g.H * g.W, g.OH * g.OW);
+  const int parts = static_cast<int>(
+      std::clamp<std::int64_t>(std::min(work / parallel_grain, g.planes), 1, parallel::max_threads()));
+  parallel::parallel_region(
+      [&](int t, int nt) {
+        std::int64_t first, last;
+        parallel::split_range(g.planes, nt, t, first, last);
+        std::vector<T> scratch(static_cast<std::size_t>(scratch_size));
+        for (std::int64_t plane = first; plane < last; ++plane) f(plane, scratch.data());
+      },
+      parts);
+}
+
+// out[i, j] = sum over the clipped window of v(x), v = identity or square; `colsum` holds W values.
+template <class T, class V>
+void window_sums(const pool_geometry& g, const T* x, T* out, T* colsum, V&& v) {
+  for (std::int64_t i = 0; i < g.OH; ++i) {
+    const std::int64_t r0 = g.rows.begin[i], r1 = g.rows.end[i];
+    simd_map(colsum, x + r0 * g.W, g.W, v);
+    for (std::int64_t r = r0 + 1; r < r1; ++r)
+      simd_map2(colsum, colsum, x + r * g.W, g.W, [&](auto acc, auto u) { return acc + v(u); });
+    for (std::int64_t j = 0; j < g.OW; ++j) {
+      T s = T(0);
+      for (std::int64_t c = g.cols.begin[j]; c < g.cols.end[j]; ++c) s += colsum[c];
+      out[i * g.OW + j] = s;
+    }
+  }
+}
+
+// The adjoint of window_sums: dx[r, c] = sum of coef[i, j] over the windows containing (r, c).
+template <class T>
+void spread_windows(const pool_geometry& g, const T* coef, T* dx, T* rowbuf) {
+  std::fill(dx, dx + g.H * g.W, T(0));
+  for (std::int64_t i = 0; i < g.OH; ++i) {
+    std::fill(rowbuf, rowbuf + g.W, T(0));
+    for (std::int64_t j = 0; j < g.OW; ++j)
+      for (std::int64_t c = g.cols.begin[j]; c < g.cols.end[j]; ++c) rowbuf[c] += coef[i * g.OW + j];
+    for (std::int64_t r = g.rows.begin[i]; r < g.rows.end[i]; ++r)
+      simd_map2(dx + r * g.W, dx + r * g.W, rowbuf, g.W, [](auto a, auto b) { return a + b; });
+  }
+}
+
+template <class T>
+void check_pool_grad(const Tensor<T>& dy, const shape& x_shape, const shape& y_shape, const char* kernel) {
+  require_contiguous(dy, kernel, "dy");
+  FACENET_CHECK(dy.shape() == y_shape, shape_error,
+                std::string(kernel) + ": dy must have the output shape " + y_shape.str() + " of input " +
+                    x_shape.str() + ", got " + dy.shape().str());
+}
+
+}  // namespace detail
+
+// Max pooling; indices[n, c, i, j] = h * W + w of the chosen input element (PyTorch's convention).
+// Padding never wins (it is -inf); a NaN in the window is chosen, like PyTorch.
+template <class T>
+void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y, Tensor<std::int32_t>& indices) {
+  const char* k = "max_pool2d_forward";
+  const shape ys = pool2d_output_shape(x.shape(), p, k);
+  detail::require_contiguous(x, k, "x");
+  FACENET_CHECK(x.size(2) * x.size(3) <= std::numeric_limits<std::int32_t>::max(), shape_error,
+                std::string(k) + ": plane of " + x.shape().str() + " too large for int32 indices");
+  y.resize(ys);
+  indices.resize(ys);
+  const detail::pool_geometry g(x.shape(), ys, p);
+  detail::for_each_plane<T>(g, 0, [&](std::int64_t plane, T*) {
+    const T* xp = x.data() + plane * g.H * g.W;
+    T* yp = y.data() + plane * g.OH * g.OW;
+    std::int32_t* ip = indices.data() + plane * g.OH * g.OW;
+    for (std::int64_t i = 0; i < g.OH; ++i)
+      for (std::int64_t j = 0; j < g.OW; ++j) {
+        std::int64_t best = g.rows.begin[i] * g.W + g.cols.begin[j];
+        T m = -std::numeric_limits<T>::infinity();
+        for (std::int64_t r = g.rows.begin[i]; r < g.rows.end[i]; ++r)
+          for (std::int64_t c = g.cols.begin[j]; c < g.cols.end[j]; ++c) {
+            const T v = xp[r * g.W + c];
+            if (v > m || std::isnan(v)) {
+              m = v;
+              best = r * g.W + c;
+            }
+          }
+        yp[i * g.OW + j] = m;
+        ip[i * g.OW + j] = static_cast<std::int32_t>(best);
+      }
+  });
+}
+
+// dx[index] += dy for each output; x_shape is the forward input's shape.
+template <class T>
+void max_pool2d_backward(const Tensor<T>& dy, const Tensor<std::int32_t>& indices, const shape& x_shape,
+                         const pool2d_params& p, Tensor<T>& dx) {
+  const char* k = "max_pool2d_backward";
+  const shape ys = pool2d_output_shape(x_shape, p, k);
+  detail::check_pool_grad(dy, x_shape, ys, k);
+  FACENET_CHECK(indices.shape() == ys && indices.is_contiguous(), shape_error,
+                std::string(k) + ": indices must be contiguous with shape " + ys.str() + ", got " +
+                    indices.shape().str());
+  dx.resize(x_shape);
+  const std::int64_t plane_in = x_shape[2] * x_shape[3], plane_out = ys[2] * ys[3];
+  std::atomic<std::int64_t> bad{-1};
+  parallel::parallel_for(
+      0, x_shape[0] * x_shape[1],
+      [&](std::int64_t plane) {
+        T* dxp = dx.data() + plane * plane_in;
+        std::fill(dxp, dxp + plane_in, T(0));
+        for (std::int64_t o = 0; o < plane_out; ++o) {
+          const std::int64_t idx = indices.data()[plane * plane_out + o];
+          if (idx < 0 || idx >= plane_in) {
+            bad.store(idx, std::memory_order_relaxed);  // any one offender makes the message
+            continue;
+          }
+          dxp[idx] += dy.data()[plane * plane_out + o];
+        }
+      },
+      detail::rows_per_task(plane_in));
+  FACENET_CHECK(bad.load() < 0, argument_error,
+                std::string(k) + ": index " + std::to_string(bad.load()) + " outside a plane of " + std::to_string(plane_in) +
+                    " elements");
+}
+
+// Average pooling with PyTorch's divisor (count_include_pad counts padding inside input + pad).
+template <class T>
+void avg_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y) {
+  const char* k = "avg_pool2d_forward";
+  const shape ys = pool2d_output_shape(x.shape(), p, k);
+  detail::require_contiguous(x, k, "x");
+  y.resize(ys);
+  const detail::pool_geometry g(x.shape(), ys, p);
+  detail::for_each_plane<T>(g, g.W, [&](std::int64_t plane, T* colsum) {
+    T* yp = y.data() + plane * g.OH * g.OW;
+    detail::window_sums(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u; });
+    for (std::int64_t i = 0; i < g.OH; ++i)
+      for (std::int64_t j = 0; j < g.OW; ++j)
+        yp[i * g.OW + j] /= static_cast<T>(g.divisor(i, j, p.count_include_pad));
+  });
+}
+
+template <class T>
+void avg_pool2d_backward(const Tensor<T>& dy, const shape& x_shape, const pool2d_params& p, Tensor<T>& dx) {
+  const char* k = "avg_pool2d_backward";
+  const shape ys = pool2d_output_shape(x_shape, p, k);
+  detail::check_pool_grad(dy, x_shape, ys, k);
+  dx.resize(x_shape);
+  const detail::pool_geometry g(x_shape, ys, p);
+  detail::for_each_plane<T>(g, g.OH * g.OW + g.W, [&](std::int64_t plane, T* scratch) {
+    T* coef = scratch;
+    T* row = scratch + g.OH * g.OW;
+    const T* dyp = dy.data() + plane * g.OH * g.OW;
+    for (std::int64_t i = 0; i < g.OH; ++i)
+      for (std::int64_t j = 0; j < g.OW; ++j)
+        coef[i * g.OW + j] = dyp[i * g.OW + j] / static_cast<T>(g.divisor(i, j, p.count_include_pad));
+    detail::spread_windows(g, coef, dx.data() + plane * g.H * g.W, row);
+  });
+}
+
+// L2 pooling as OpenFace's nn.SpatialLPPooling(p=2): Square -> SpatialAveragePooling ->
+// MulConstant(kW*kH) -> Sqrt, i.e. y = sqrt(sum x^2 * kW*kH / divisor); with the default
+// count_include_pad this is sqrt of the sum of squares (padding contributes 0).
+template <class T>
+void l2_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y) {
+  const char* k = "l2_pool2d_forward";
+  const shape ys = pool2d_output_shape(x.shape(), p, k);
+  detail::require_contiguous(x, k, "x");
+  y.resize(ys);
+  const detail::pool_geometry g(x.shape(), ys, p);
+  const T area = static_cast<T>(p.kernel_h * p.kernel_w);
+  detail::for_each_plane<T>(g, g.W, [&](std::int64_t plane, T* colsum) {
+    T* yp = y.data() + plane * g.OH * g.OW;
+    detail::window_sums(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u * u; });
+    for (std::int64_t i = 0; i < g.OH; ++i)
+      for (std::int64_t j = 0; j < g.OW; ++j)
+        yp[i * g.OW + j] = std::sqrt(yp[i * g.OW + j] * area / static_cast<T>(g.divisor(i, j, p.count_include_pad)));
+  });
+}
+
+// dx = x * sum over windows of dy * (kW*kH / divisor) / y; a zero output passes no gradient
+// (Torch's Sqrt backward does the same instead of dividing by zero).
+template <class T>
+void l2_pool2d_backward(const Tensor<T>& dy, const Tensor<T>& x, const Tensor<T>& y, const pool2d_params& p,
+                        Tensor<T>& dx) {
+  const char* k = "l2_pool2d_backward";
+  const shape ys = pool2d_output_shape(x.shape(), p, k);
+  detail::require_contiguous(x, k, "x");
+  detail::check_pool_grad(dy, x.shape(), ys, k);
+  detail::check_pool_grad(y, x.shape(), ys, k);
+  dx.resize(x.shape());
+  const detail::pool_geometry g(x.shape(), ys, p);
+  const T area = static_cast<T>(p.kernel_h * p.kernel_w);
+  detail::for_each_plane<T>(g, g.OH * g.OW + g.W, [&](std::int64_t plane, T* scratch) {
+    T* coef = scratch;
+    T* row = scratch + g.OH * g.OW;
+    const std::int64_t o = plane * g.OH * g.OW;
+    for (std::int64_t i = 0; i < g.OH; ++i)
+      for (std::int64_t j = 0; j < g.OW; ++j) {
+        const T yv = y.data()[o + i * g.OW + j];
+        const T d = static_cast<T>(g.divisor(i, j, p.count_include_pad));
+        coef[i * g.OW + j] = yv == T(0) ? T(0) : dy.data()[o + i * g.OW + j] * area / (d * yv);
+      }
+    T* dxp = dx.data() + plane * g.H * g.W;
+    detail::spread_windows(g, coef, dxp, row);
+    detail::simd_map2(dxp, dxp, x.data() + plane * g.H * g.W, g.H * g.W, [](auto c, auto u) { return c * u; });
+  });
+}
+
+// [N,C,H,W] -> [N,C,1,1] mean over each plane.
+template <class T>
+void global_avg_pool_forward(const Tensor<T>& x, Tensor<T>& y) {
+  const char* k = "global_avg_pool_forward";
+  check_rank(x, 4, k);
+  detail::require_contiguous(x, k, "x");
+  FACENET_CHECK(x.h() * x.w() > 0, shape_error, std::string(k) + ": empty plane in " + x.shape().str());
+  const std::int64_t hw = x.h() * x.w();
+  y.resize(shape{x.n(), x.c(), 1, 1});
+  parallel::parallel_for(
+      0, x.n() * x.c(),
+      [&](std::int64_t plane) { y.data()[plane] = detail::simd_sum(x.data() + plane * hw, hw) / static_cast<T>(hw); },
+      detail::rows_per_task(hw));
+}
+
+template <class T>
+void global_avg_pool_backward(const Tensor<T>& dy, const shape& x_shape, Tensor<T>& dx) {
+  const char* k = "global_avg_pool_backward";
+  FACENET_CHECK(x_shape.rank() == 4 && x_shape[2] * x_shape[3] > 0, shape_error,
+                std::string(k) + ": x must be a non-empty [N,C,H,W], got " + x_shape.str());
+  detail::check_pool_grad(dy, x_shape, shape{x_shape[0], x_shape[1], 1, 1}, k);
+  const std::int64_t hw = x_shape[2] * x_shape[3];
+  dx.resize(x_shape);
+  parallel::parallel_for(
+      0, x_shape[0] * x_shape[1],
+      [&](std::int64_t plane) {
+        T* d = dx.data() + plane * hw;
+        std::fill(d, d + hw, dy.data()[plane] / static_cast<T>(hw));
+      },
+      detail::rows_per_task(hw));
+}
+
+}  // namespace facenet::kernels
+
+FACENET_KERNELS_END
