@@ -15,18 +15,38 @@
 namespace facenet::kernels::detail {
 
 // Register tile: mr rows of A broadcast against nv vectors of B. AVX-512 has 32 registers: 8 x 3 = 24
-// accumulators + 3 B vectors + 1 broadcast; narrower ISAs (16 registers) use 4 x 3.
-template <class T>
+// accumulators + 3 B vectors + 1 broadcast; narrower ISAs (16 registers) use 4 x 3. Narrow products
+// (n = 64, n = 9 in Inception-ResNet's late blocks) use nv = 2 or 1 instead of padding to 3 vectors.
+// A's packing (mr, kc) does not depend on nv, so pre-packed weights serve every width.
+template <class T, int NV = 3>
 struct gemm_shape {
   static constexpr int w = static_cast<int>(simd::width<T>);
   static constexpr bool wide = simd::width<T> * sizeof(T) >= 64;
   static constexpr int mr = wide ? 8 : 4;
-  static constexpr int nv = 3;
+  static constexpr int nv = NV;
   static constexpr int nr = nv * w;
   // kc x nc block of packed B stays in L2 (1 MiB/core here) while the mr x kc A panel sits in L1.
   static constexpr std::int64_t kc = 256;
   static constexpr std::int64_t nc = (std::int64_t(448) * 1024 / (kc * std::int64_t(sizeof(T)))) / nr * nr;
 };
+
+// The tile width (in vectors) that wastes the least work on n columns; wider tiles reuse each A
+// broadcast more, so narrower ones are charged a little extra.
+template <class T>
+int choose_nv(std::int64_t n) {
+  const std::int64_t w = gemm_shape<T>::w;
+  const double efficiency[4] = {0, 0.8, 0.95, 1.0};
+  int best = 3;
+  double best_cost = 1e300;
+  for (int nv = 3; nv >= 1; --nv) {
+    const double cost = static_cast<double>((n + nv * w - 1) / (nv * w) * nv) / efficiency[nv];
+    if (cost < best_cost) {
+      best_cost = cost;
+      best = nv;
+    }
+  }
+  return best;
+}
 
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
@@ -108,9 +128,9 @@ void pack_a_full(const a_source<T>& s, std::int64_t m, std::int64_t k, T* dst) {
 
 // Packs B columns [j0, j0+cols) x depth [k0, k0+kc) into nr-column panels for sources whose row p is
 // contiguous at row(p): vector copies, zero padding only in the last panel.
-template <class T, class RowFn>
+template <class T, int NR, class RowFn>
 void pack_b_rows(RowFn&& row, std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) {
-  constexpr int nr = gemm_shape<T>::nr, w = gemm_shape<T>::w;
+  constexpr int nr = NR, w = gemm_shape<T>::w;
   for (std::int64_t jt = 0; jt < cols; jt += nr, dst += nr * kc) {
     const std::int64_t width = std::min<std::int64_t>(nr, cols - jt);
     if (width == nr) {
@@ -134,12 +154,13 @@ struct b_matrix {
   const T* b;
   std::int64_t ldb;
   bool trans;
+  template <int NR>
   void pack(std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) const {
     if (!trans) {
-      pack_b_rows<T>([this](std::int64_t p) { return b + p * ldb; }, k0, kc, j0, cols, dst);
+      pack_b_rows<T, NR>([this](std::int64_t p) { return b + p * ldb; }, k0, kc, j0, cols, dst);
       return;
     }
-    constexpr int nr = gemm_shape<T>::nr;
+    constexpr int nr = NR;
     for (std::int64_t jt = 0; jt < cols; jt += nr, dst += nr * kc) {
       const std::int64_t width = std::min<std::int64_t>(nr, cols - jt);
       for (std::int64_t j = 0; j < nr; ++j) {
@@ -159,8 +180,9 @@ template <class T>
 struct b_offset_rows {
   const T* base;
   const std::int64_t* offset;
+  template <int NR>
   void pack(std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) const {
-    pack_b_rows<T>([this](std::int64_t p) { return base + offset[p]; }, k0, kc, j0, cols, dst);
+    pack_b_rows<T, NR>([this](std::int64_t p) { return base + offset[p]; }, k0, kc, j0, cols, dst);
   }
 };
 
@@ -201,10 +223,11 @@ inline simd::batch<T> finish_value(simd::batch<T> v, const tile_store<T>& s, int
 
 // acc[mr][nv] += A panel (mr x kc) * B panel (kc x nr), then merge into C. Full tiles store whole
 // vectors; edge tiles store partial vectors (only the last vector of a row is partial).
-template <class T>
+template <class T, int NV>
 void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b, const tile_store<T>& s) {
   using V = simd::batch<T>;
-  constexpr int mr = gemm_shape<T>::mr, nv = gemm_shape<T>::nv, w = gemm_shape<T>::w, nr = gemm_shape<T>::nr;
+  using G = gemm_shape<T, NV>;
+  constexpr int mr = G::mr, nv = G::nv, w = G::w, nr = G::nr;
   V acc[mr][nv];
 #pragma GCC unroll 32
   for (int i = 0; i < mr; ++i)
@@ -241,10 +264,10 @@ void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
 }
 
 // One thread's share: rows [m0, m1) x columns [n0, n1) of C (m0 a multiple of mr).
-template <class T, class BSource>
+template <class T, int NV, class BSource>
 void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t n1, std::int64_t m, std::int64_t k, T alpha,
                 const a_source<T>& as, const BSource& bs, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
-  using G = gemm_shape<T>;
+  using G = gemm_shape<T, NV>;
   if (m0 >= m1 || n0 >= n1) return;
   const std::int64_t mp = round_up(m, G::mr);
   T* bbuf = thread_scratch<T>(0, G::kc * std::min(G::nc, round_up(n1 - n0, G::nr)));
@@ -254,7 +277,7 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
     for (std::int64_t k0 = 0; k0 < k; k0 += G::kc) {
       const std::int64_t kc = std::min(G::kc, k - k0);
       const bool first = k0 == 0, last = k0 + kc == k;
-      bs.pack(k0, kc, j0, cols, bbuf);
+      bs.template pack<G::nr>(k0, kc, j0, cols, bbuf);
       const T* at = as.packed ? as.packed + k0 * mp + m0 * kc : abuf;
       if (!as.packed) pack_a(as, m0, m1, k0, kc, abuf);
       for (std::int64_t i = m0; i < m1; i += G::mr) {
@@ -270,7 +293,7 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
                                 last ? ep : nullptr,
                                 i,
                                 j};
-          micro_kernel(kc, ap, bbuf + (j - j0) * kc, s);
+          micro_kernel<T, NV>(kc, ap, bbuf + (j - j0) * kc, s);
         }
       }
     }
@@ -294,12 +317,10 @@ void gemm_empty_k(std::int64_t m, std::int64_t n, T beta, T* c, std::int64_t ldc
 
 // Splits the tiles of M or N (whichever leaves the least idle tile-work) over the threads; each thread
 // packs its own operands, so there are no barriers. Small products stay on one thread.
-template <class T, class BSource>
-void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_source<T>& as, const BSource& bs, T beta, T* c,
-              std::int64_t ldc, const gemm_epilogue<T>* ep = nullptr) {
-  using G = gemm_shape<T>;
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) return gemm_empty_k(m, n, beta, c, ldc, ep);
+template <class T, int NV, class BSource>
+void gemm_run_nv(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_source<T>& as, const BSource& bs, T beta, T* c,
+                 std::int64_t ldc, const gemm_epilogue<T>* ep) {
+  using G = gemm_shape<T, NV>;
   const std::int64_t tm = (m + G::mr - 1) / G::mr, tn = (n + G::nr - 1) / G::nr;
   const bool tiny = m * n * k < std::int64_t(1) << 17;
   const int threads = tiny ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(std::max(tm, tn))));
@@ -310,11 +331,23 @@ void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_s
         std::int64_t first = 0, last = 0;
         parallel::split_range(split_m ? tm : tn, nt, t, first, last);
         if (split_m)
-          gemm_block(first * G::mr, std::min(m, last * G::mr), 0, n, m, k, alpha, as, bs, beta, c, ldc, ep);
+          gemm_block<T, NV>(first * G::mr, std::min(m, last * G::mr), 0, n, m, k, alpha, as, bs, beta, c, ldc, ep);
         else
-          gemm_block(0, m, first * G::nr, std::min(n, last * G::nr), m, k, alpha, as, bs, beta, c, ldc, ep);
+          gemm_block<T, NV>(0, m, first * G::nr, std::min(n, last * G::nr), m, k, alpha, as, bs, beta, c, ldc, ep);
       },
       threads);
+}
+
+template <class T, class BSource>
+void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_source<T>& as, const BSource& bs, T beta, T* c,
+              std::int64_t ldc, const gemm_epilogue<T>* ep = nullptr) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) return gemm_empty_k(m, n, beta, c, ldc, ep);
+  switch (choose_nv<T>(n)) {
+    case 1: return gemm_run_nv<T, 1>(m, n, k, alpha, as, bs, beta, c, ldc, ep);
+    case 2: return gemm_run_nv<T, 2>(m, n, k, alpha, as, bs, beta, c, ldc, ep);
+    default: return gemm_run_nv<T, 3>(m, n, k, alpha, as, bs, beta, c, ldc, ep);
+  }
 }
 
 }  // namespace facenet::kernels::detail
