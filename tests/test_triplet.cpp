@@ -142,3 +142,51 @@ TEST(triplet_loss, objective_mines_and_differentiates) {
   EXPECT_GT(r.loss, 0.0);
   EXPECT_EQ(g.shape(), e.shape());
 }
+
+// The alternative objectives live here too: one loss test executable.
+#include "facenet/loss/center_loss.hpp"
+#include "facenet/loss/softmax_cross_entropy.hpp"
+
+TEST(softmax_cross_entropy, hand_computed_and_gradient_checked) {
+  Tensor<double> z({2, 3});
+  z(0, 0) = 1, z(0, 1) = 2, z(0, 2) = 3;  // label 2
+  z(1, 0) = 1000, z(1, 1) = 0, z(1, 2) = -1000;  // huge logits must not overflow; label 1
+  const std::vector<int> y = {2, 1};
+  Tensor<double> p, g;
+  const auto s = facenet::loss::softmax_cross_entropy_forward(z, y, p);
+  const double lse0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  EXPECT_NEAR(s.loss, ((lse0 - 3) + 1000) / 2, 1e-9);
+  EXPECT_DOUBLE_EQ(s.accuracy, 0.5);
+  Tensor<double> zs = facenet::testing::random_tensor<double>({5, 7}, 4, -3, 3);
+  const std::vector<int> ys = {0, 6, 3, 3, 1};
+  facenet::loss::softmax_cross_entropy_forward(zs, ys, p);
+  facenet::loss::softmax_cross_entropy_backward(p, ys, 1.0, g);
+  facenet::testing::check_gradient(zs, g, [&] { Tensor<double> q; return facenet::loss::softmax_cross_entropy_forward(zs, ys, q).loss; },
+                                   "softmax_cross_entropy", 1e-7);
+  EXPECT_THROW(facenet::loss::softmax_cross_entropy_forward(zs, {0, 1}, p), facenet::shape_error);
+  EXPECT_THROW(facenet::loss::softmax_cross_entropy_forward(zs, {0, 7, 0, 0, 0}, p), facenet::argument_error);
+}
+
+TEST(center_loss, value_gradient_and_center_update) {
+  facenet::loss::center_loss<double> cl(3, 4, 0.5);
+  Tensor<double> f = facenet::testing::random_tensor<double>({6, 4}, 12);
+  const std::vector<int> y = {0, 2, 2, 1, 0, 2};
+  cl.centers() = facenet::testing::random_tensor<double>({3, 4}, 13);
+  Tensor<double> g;
+  const double l = cl.forward_backward(f, y, g);
+  double expect = 0;
+  for (int i = 0; i < 6; ++i)
+    for (int k = 0; k < 4; ++k) expect += std::pow(f(i, k) - cl.centers()(y[i], k), 2) / 24;
+  EXPECT_NEAR(l, expect, 1e-12);
+  facenet::testing::check_gradient(f, g, [&] { Tensor<double> q; return cl.forward_backward(f, y, q); }, "center_loss", 1e-7);
+  const Tensor<double> before = cl.centers().clone();
+  cl.update(f, y);
+  // Class 1 has one sample: its center moves halfway to it. Class 2 has three: the pulls add up.
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_NEAR(cl.centers()(1, k), before(1, k) - 0.5 * (before(1, k) - f(3, k)), 1e-12);
+    EXPECT_NEAR(cl.centers()(2, k), before(2, k) - 0.5 * (3 * before(2, k) - f(1, k) - f(2, k) - f(5, k)), 1e-12);
+  }
+  EXPECT_THROW(cl.forward_backward(Tensor<double>({6, 5}), y, g), facenet::shape_error);
+  EXPECT_THROW(cl.update(f, {0, 0, 0, 0, 0, 3}), facenet::argument_error);
+  EXPECT_THROW(facenet::loss::center_loss<double>(3, 4, 1.5), facenet::argument_error);
+}
