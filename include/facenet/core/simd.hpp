@@ -4,7 +4,18 @@
 
 #include <cstddef>
 
+// GCC 12.2's AVX-512 intrinsic headers raise false -Wmaybe-uninitialized / -Wuninitialized
+// warnings (GCC bug 105593, fixed in 12.3) inside xsimd's out-of-line pow/exp/log; the warning is
+// attributed to the intrinsic header, so it is silenced where that header is first included.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <xsimd/xsimd.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace facenet::simd {
 
