@@ -104,8 +104,25 @@ TEST(tf_graphdef_hostile, content_size_and_value_count_must_fit_the_shape) {
   EXPECT_NE(error_of(write_temp("many", const_graph(too_many))).find("more repeated values"), std::string::npos);
   const bytes huge_dim = cat({int_field(1, 1), len_field(2, len_field(2, int_field(1, std::uint64_t{1} << 45)))});
   EXPECT_NE(error_of(write_temp("huge", const_graph(huge_dim))).find("invalid dimension"), std::string::npos);
+  const bytes broadcast_huge = cat({int_field(1, 1), len_field(2, cat({len_field(2, int_field(1, 1 << 20)), len_field(2, int_field(1, 1 << 20))})),
+                                    len_field(5, one)});
+  EXPECT_NE(error_of(write_temp("bcast", const_graph(broadcast_huge))).find("beyond the limit"), std::string::npos);
   const bytes unknown_rank = cat({int_field(1, 1), len_field(2, int_field(3, 1))});
   EXPECT_NE(error_of(write_temp("rank", const_graph(unknown_rank))).find("unknown rank"), std::string::npos);
+}
+
+TEST(tf_graphdef_hostile, corrupted_bytes_never_escape_as_anything_but_facenet_errors) {
+  const bytes full = facenet::io::read_file_bytes(fixture("irv1_small_frozen.pb"));
+  for (std::size_t i = 0; i < full.size(); i += 167) {
+    bytes b = full;
+    b[i] ^= static_cast<std::uint8_t>(i % 3 == 0 ? 0x80 : i % 3 == 1 ? 0x7f : 0xff);
+    try {
+      facenet::io::parse_tf_graphdef(b, "flipped.pb");
+    } catch (const facenet::error&) {
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "byte " << i << ": " << e.what();
+    }
+  }
 }
 
 TEST(tf_graphdef, half_values_and_empty_value_lists) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -33,21 +34,21 @@ inline std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
 class byte_reader {
  public:
   byte_reader(const std::uint8_t* data, std::size_t size, std::string source, std::uint64_t base = 0)
-      : data_(data), size_(size), source_(std::move(source)), base_(base) {}
+      : data_(data), size_(size), source_(std::make_shared<const std::string>(std::move(source))), base_(base) {}
 
   std::size_t position() const noexcept { return pos_; }
   std::size_t size() const noexcept { return size_; }
   std::size_t remaining() const noexcept { return size_ - pos_; }
   bool at_end() const noexcept { return pos_ == size_; }
   std::uint64_t file_offset() const noexcept { return base_ + pos_; }
-  const std::string& source() const noexcept { return source_; }
+  const std::string& source() const noexcept { return *source_; }
   void seek(std::size_t pos) {
     if (pos > size_) fail("seek to " + std::to_string(pos) + " beyond the end (" + std::to_string(size_) + " bytes)");
     pos_ = pos;
   }
 
   [[noreturn]] void fail(const std::string& what) const {
-    throw format_error(source_ + " at offset " + std::to_string(file_offset()) + ": " + what);
+    throw format_error(*source_ + " at offset " + std::to_string(file_offset()) + ": " + what);
   }
   void require(std::uint64_t n, const char* what) const {
     if (n > remaining())
@@ -67,9 +68,12 @@ class byte_reader {
   }
   // A reader over the next n bytes, advancing this one past them.
   byte_reader sub(std::uint64_t n, const char* what = "nested data") {
-    const std::uint64_t start = file_offset();
-    const std::uint8_t* p = bytes(n, what);
-    return byte_reader(p, static_cast<std::size_t>(n), source_, start);
+    byte_reader r = *this;  // shares the source name instead of copying it per field
+    r.data_ = bytes(n, what);
+    r.size_ = static_cast<std::size_t>(n);
+    r.pos_ = 0;
+    r.base_ = file_offset() - n;
+    return r;
   }
 
   template <class U>
@@ -108,7 +112,7 @@ class byte_reader {
   const std::uint8_t* data_;
   std::size_t size_;
   std::size_t pos_ = 0;
-  std::string source_;
+  std::shared_ptr<const std::string> source_;
   std::uint64_t base_;
 };
 

@@ -10,6 +10,7 @@
 // the last value (a single value broadcasts) and an empty list means zeros.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,7 +24,10 @@ namespace tf {
 inline constexpr std::size_t max_graphdef_bytes = std::size_t{1} << 31;  // protobuf's own 2 GiB limit
 
 // A TensorProto of a float dtype as a tensor; returns false (and leaves `out` alone) for other dtypes.
-inline bool parse_tensor_proto(pb::message_reader m, const std::string& name, Tensor<float>& out, std::string& dtype_name) {
+// `max_bytes` bounds what a short value list may expand to (a broadcast constant is legitimately
+// larger than its encoding, but not without limit).
+inline bool parse_tensor_proto(pb::message_reader m, const std::string& name, Tensor<float>& out, std::string& dtype_name,
+                               std::uint64_t max_bytes) {
   std::uint64_t dt = 0;
   facenet::shape dims;
   byte_reader content(nullptr, 0, m.source());
@@ -47,12 +51,15 @@ inline bool parse_tensor_proto(pb::message_reader m, const std::string& name, Te
   }
   if (float_dtype_size(dt) == 0) return false;
   const std::int64_t numel = checked_numel(dims, m.source(), name);
+  const std::uint64_t bytes = static_cast<std::uint64_t>(numel) * static_cast<std::uint64_t>(float_dtype_size(dt));
+  if (has_content && content.size() != bytes)
+    content.fail("tensor_content of '" + name + "' (" + float_dtype_name(dt) + " " + dims.str() + ") has " +
+                 std::to_string(content.size()) + " bytes, expected " + std::to_string(bytes));
+  if (!has_content && static_cast<std::uint64_t>(numel) * 4 > max_bytes)
+    throw format_error(m.source() + ": constant '" + name + "' of shape " + dims.str() + " expands to " +
+                       std::to_string(numel * 4) + " bytes, beyond the limit of " + std::to_string(max_bytes));
   Tensor<float> t = Tensor<float>::uninitialized(dims);
   if (has_content) {
-    const std::uint64_t bytes = static_cast<std::uint64_t>(numel) * static_cast<std::uint64_t>(float_dtype_size(dt));
-    if (content.size() != bytes)
-      content.fail("tensor_content of '" + name + "' (" + float_dtype_name(dt) + " " + dims.str() + ") has " +
-                   std::to_string(content.size()) + " bytes, expected " + std::to_string(bytes));
     decode_float_elements(dt, content.bytes(bytes), numel, t.data());
   } else {
     std::vector<std::uint64_t> raw;
@@ -76,7 +83,7 @@ inline bool parse_tensor_proto(pb::message_reader m, const std::string& name, Te
 }
 
 // The TensorProto in attr "value" of a NodeDef if its op is "Const".
-inline void read_const_node(pb::message_reader node, tensor_map& out) {
+inline void read_const_node(pb::message_reader node, tensor_map& out, std::uint64_t max_bytes) {
   std::string name, op;
   std::vector<pb::field> attrs;
   pb::field f;
@@ -103,7 +110,7 @@ inline void read_const_node(pb::message_reader node, tensor_map& out) {
       if (v.number != 8) continue;
       Tensor<float> t;
       std::string dtype_name;
-      if (parse_tensor_proto(value.nested(v), name, t, dtype_name)) out.add(name, std::move(t), dtype_name);
+      if (parse_tensor_proto(value.nested(v), name, t, dtype_name, max_bytes)) out.add(name, std::move(t), dtype_name);
       else append_skipped(out, name);
     }
   }
@@ -111,22 +118,26 @@ inline void read_const_node(pb::message_reader node, tensor_map& out) {
 
 }  // namespace tf
 
-// Every floating-point Const of a frozen GraphDef, by node name, in graph order.
-inline tensor_map read_tf_graphdef(const std::string& path) {
-  const std::vector<std::uint8_t> bytes = read_file_bytes(path);
+// Every floating-point Const of a serialized GraphDef already in memory; `path` names it in errors.
+inline tensor_map parse_tf_graphdef(const std::vector<std::uint8_t>& bytes, const std::string& path) {
   FACENET_CHECK(bytes.size() < tf::max_graphdef_bytes, format_error, path + ": larger than protobuf's 2 GiB limit");
   pb::message_reader graph(byte_reader(bytes.data(), bytes.size(), path));
   tensor_map out;
   out.metadata["source_format"] = "tf-frozen";
+  // Constants given by a short value list may expand beyond the file, up to 64 MiB more.
+  const std::uint64_t max_bytes = bytes.size() + (std::uint64_t{64} << 20);
   std::size_t nodes = 0;
   pb::field f;
   while (graph.next(f)) {
     if (f.number != 1) continue;  // versions, library: nothing to load
-    tf::read_const_node(graph.nested(f), out);
+    tf::read_const_node(graph.nested(f), out, max_bytes);
     ++nodes;
   }
   FACENET_CHECK(nodes > 0, format_error, path + ": no NodeDef found; not a TensorFlow GraphDef");
   return out;
 }
+
+// Every floating-point Const of a frozen GraphDef file, by node name, in graph order.
+inline tensor_map read_tf_graphdef(const std::string& path) { return parse_tf_graphdef(read_file_bytes(path), path); }
 
 }  // namespace facenet::io
