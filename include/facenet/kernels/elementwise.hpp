@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "facenet/core/error.hpp"
 #include "facenet/core/parallel.hpp"
@@ -132,6 +133,25 @@ void flat_map(T* y, const T* a, std::int64_t n, F&& f) {
 template <class T, class F>
 void flat_map2(T* y, const T* a, const T* b, std::int64_t n, F&& f) {
   parallel_chunks(n, [&](std::int64_t s, std::int64_t e) { simd_map2(y + s, a + s, b + s, e - s, f); });
+}
+
+// Runs f(task, scratch) for task in [0, count), split over the threads by contiguous ranges; each
+// thread owns `scratch_size` elements of T scratch allocated once. `work_per_task` (elements
+// touched) decides how many threads are worth using.
+template <class T, class F>
+void parallel_tasks(std::int64_t count, std::int64_t work_per_task, std::int64_t scratch_size, F&& f) {
+  if (count <= 0) return;
+  const std::int64_t useful = std::max<std::int64_t>(1, count * work_per_task / parallel_grain);
+  const int parts = static_cast<int>(std::clamp<std::int64_t>(std::min(useful, count), 1, parallel::max_threads()));
+  parallel::parallel_region(
+      [&](int t, int nt) {
+        std::int64_t first, last;
+        parallel::split_range(count, nt, t, first, last);
+        if (first == last) return;
+        std::vector<T> scratch(static_cast<std::size_t>(scratch_size));
+        for (std::int64_t i = first; i < last; ++i) f(i, scratch.data());
+      },
+      parts);
 }
 
 template <class T>

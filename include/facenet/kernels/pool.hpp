@@ -115,21 +115,10 @@ struct pool_geometry {
   }
 };
 
-// Runs f(plane, scratch) over all planes, split over the threads by contiguous ranges; each thread
-// owns `scratch_size` elements of scratch (row sums, coefficients) allocated once per call.
+// Runs f(plane, scratch) over all planes with `scratch_size` elements of per-thread scratch.
 template <class T, class F>
 void for_each_plane(const pool_geometry& g, std::int64_t scratch_size, F&& f) {
-  const std::int64_t work = g.planes * std::max(g.H * g.W, g.OH * g.OW);
-  const int parts = static_cast<int>(
-      std::clamp<std::int64_t>(std::min(work / parallel_grain, g.planes), 1, parallel::max_threads()));
-  parallel::parallel_region(
-      [&](int t, int nt) {
-        std::int64_t first, last;
-        parallel::split_range(g.planes, nt, t, first, last);
-        std::vector<T> scratch(static_cast<std::size_t>(scratch_size));
-        for (std::int64_t plane = first; plane < last; ++plane) f(plane, scratch.data());
-      },
-      parts);
+  parallel_tasks<T>(g.planes, std::max(g.H * g.W, g.OH * g.OW), scratch_size, f);
 }
 
 // out[i, j] = sum over the clipped window of v(x), v = identity or square; `colsum` holds W values.
