@@ -1,0 +1,93 @@
+// Fully connected layer, y = x w^T + b (PyTorch nn.Linear layout: w is [out, in]), through the
+// packed GEMM. x may carry trailing dimensions ([N, C, 1, 1] after global pooling): they are
+// flattened into `in`.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "facenet/core/error.hpp"
+#include "facenet/core/tensor.hpp"
+#include "facenet/kernels/elementwise.hpp"
+#include "facenet/kernels/gemm.hpp"
+
+FACENET_KERNELS_BEGIN
+
+namespace facenet::kernels {
+
+namespace detail {
+struct linear_dims {
+  std::int64_t batch, in, out;
+};
+// Validates x [N, in...] against w [out, in] and returns the GEMM sizes.
+template <class T>
+linear_dims linear_check(const Tensor<T>& x, const Tensor<T>& w, const char* kernel) {
+  FACENET_CHECK(x.rank() >= 2, shape_error, std::string(kernel) + ": x must be [N, in], got " + x.shape().str());
+  FACENET_CHECK(w.rank() == 2, shape_error, std::string(kernel) + ": w must be [out, in], got " + w.shape().str());
+  require_contiguous(x, kernel, "x");
+  require_contiguous(w, kernel, "w");
+  const linear_dims d{x.size(0), x.size(0) == 0 ? 0 : x.numel() / x.size(0), w.size(0)};
+  FACENET_CHECK(d.in == w.size(1), shape_error,
+                std::string(kernel) + ": x " + x.shape().str() + " has " + std::to_string(d.in) +
+                    " features per sample but w " + w.shape().str() + " expects " + std::to_string(w.size(1)));
+  return d;
+}
+template <class T>
+void linear_check_dy(const Tensor<T>& dy, const linear_dims& d, const char* kernel) {
+  require_contiguous(dy, kernel, "dy");
+  FACENET_CHECK(dy.shape() == (shape{d.batch, d.out}), shape_error,
+                std::string(kernel) + ": dy must be [" + std::to_string(d.batch) + ", " + std::to_string(d.out) +
+                    "], got " + dy.shape().str());
+}
+}  // namespace detail
+
+template <class T>
+void linear_forward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Tensor<T>& y) {
+  const char* k = "linear_forward";
+  const auto d = detail::linear_check(x, w, k);
+  if (!bias.empty()) detail::require_vector(bias, d.out, k, "bias");
+  y.resize(shape{d.batch, d.out});
+  // Bias rows first, then the product accumulates onto them (beta = 1).
+  const bool has_bias = !bias.empty();
+  if (has_bias)
+    for (std::int64_t n = 0; n < d.batch; ++n) std::copy(bias.begin(), bias.end(), y.data() + n * d.out);
+  gemm(false, true, d.batch, d.out, d.in, T(1), x.data(), d.in, w.data(), d.in, has_bias ? T(1) : T(0), y.data(),
+       d.out);
+}
+
+// dx = dy w, shaped like the forward input x.
+template <class T>
+void linear_backward_data(const Tensor<T>& dy, const Tensor<T>& x, const Tensor<T>& w, Tensor<T>& dx) {
+  const char* k = "linear_backward_data";
+  const auto d = detail::linear_check(x, w, k);
+  detail::linear_check_dy(dy, d, k);
+  dx.resize(x.shape());
+  gemm(false, false, d.batch, d.in, d.out, T(1), dy.data(), d.out, w.data(), d.in, T(0), dx.data(), d.in);
+}
+
+// dw = dy^T x, db = sum over the batch of dy.
+template <class T>
+void linear_backward_weight(const Tensor<T>& dy, const Tensor<T>& x, Tensor<T>& dw, Tensor<T>& db) {
+  const char* k = "linear_backward_weight";
+  FACENET_CHECK(dy.rank() == 2, shape_error, std::string(k) + ": dy must be [N, out], got " + dy.shape().str());
+  FACENET_CHECK(x.rank() >= 2 && x.size(0) == dy.size(0), shape_error,
+                std::string(k) + ": x " + x.shape().str() + " and dy " + dy.shape().str() + " differ in batch size");
+  detail::require_contiguous(x, k, "x");
+  detail::require_contiguous(dy, k, "dy");
+  const std::int64_t batch = dy.size(0), out = dy.size(1), in = batch == 0 ? 0 : x.numel() / batch;
+  dw.resize(shape{out, in});
+  db.resize(shape{out});
+  if (batch == 0) {
+    dw.zero();
+    db.zero();
+    return;
+  }
+  gemm(true, false, out, in, batch, T(1), dy.data(), out, x.data(), in, T(0), dw.data(), in);
+  detail::channel_sum(detail::channel_layout{batch, out, 1}, dy.data(), dy.data(), dy.data(), db.data(),
+                      [](auto g, auto, auto) { return g; });
+}
+
+}  // namespace facenet::kernels
+
+FACENET_KERNELS_END
