@@ -146,6 +146,22 @@ TEST(image_io, size_limit_is_checked_before_decoding) {
   EXPECT_THROW(fd::decode_image(png.data(), png.size(), opt), facenet::unsupported_error);
 }
 
+TEST(image_io, jpeg_pixels_equal_libjpeg_turbo) {
+  // 4:4:4, 4:2:0 and progressive 4:2:0 files written and decoded by PIL: bit-exact equality.
+  const auto fx = facenet::testing::read_fixture(facenet::testing::source_dir().string() + "/tests/fixtures/mtcnn/resize.txt");
+  for (int i = 0; i < 3; ++i) {
+    const auto& bytes = fx.at("jpeg_bytes_" + std::to_string(i)).values;
+    const auto& want = fx.at("jpeg_pixels_" + std::to_string(i));
+    const std::vector<std::uint8_t> file(bytes.begin(), bytes.end());
+    const fd::image img = fd::decode_image(file.data(), file.size());
+    ASSERT_EQ(img.height, want.dims[0]);
+    ASSERT_EQ(img.width, want.dims[1]);
+    int mismatches = 0;
+    for (std::size_t k = 0; k < img.pixels.size(); ++k) mismatches += img.pixels[k] != static_cast<int>(want.values[k]);
+    EXPECT_EQ(mismatches, 0) << "case " << i;
+  }
+}
+
 TEST(image_io, shared_jpegs_decode_with_reference_sizes) {
   FACENET_REQUIRE_SHARED("images/multiface.jpg");
   const fd::image img = fd::load_image((facenet::testing::shared_dir() / "images/multiface.jpg").string());

@@ -1,6 +1,12 @@
 // Decoding (stb_image: JPEG baseline + progressive, PNG, BMP, PGM/PPM, GIF first frame, TGA, PSD)
 // into 8-bit RGB, and PNG encoding (stb_image_write).
 //
+// JPEGs are decoded by stb_image with three of its kernels swapped for libjpeg's arithmetic
+// (the "islow" integer IDCT of jidctint.c, YCbCr -> RGB with jdcolor.c's 16-bit tables, and
+// libjpeg-turbo's h2v2 "fancy" chroma upsampling with its alternating rounding bias), so the
+// pixels come out as PIL / libjpeg-turbo decode them, i.e. what facenet-pytorch saw. stb's own rounding differs by +-1 on ~1% of values,
+// which moves MTCNN probabilities of small faces by up to 0.006.
+//
 // The size limit is checked from the header before any pixel memory is allocated, so a 60000x60000
 // PNG is refused instead of exhausting memory. JPEGs must contain their end-of-image marker after
 // the first scan: stb_image silently zero-fills truncated JPEGs, which would hand the detector a
@@ -60,6 +66,107 @@ inline bool jpeg_has_end_after_scan(const std::uint8_t* d, std::size_t n) {
   return false;
 }
 
+// libjpeg's jpeg_idct_islow (jidctint.c): 13-bit constants, 2 extra bits between the passes,
+// rounded descaling; `data` holds dequantized coefficients in natural order. stb's own IDCT keeps
+// 12-bit constants and rounds differently.
+inline void idct_islow_libjpeg(stbi_uc* out, int out_stride, short data[64]) {
+  constexpr int const_bits = 13, pass1_bits = 2;
+  auto descale = [](std::int64_t x, int n) { return (x + (std::int64_t(1) << (n - 1))) >> n; };
+  // One 1-D pass: reads the 8 inputs through get(k), writes them descaled by `shift` via put(k, v).
+  auto pass = [&](auto get, auto put, int shift) {
+    std::int64_t z2 = get(2), z3 = get(6);
+    std::int64_t z1 = (z2 + z3) * 4433;                // FIX(0.541196100)
+    const std::int64_t t2 = z1 + z3 * -15137;          // FIX(1.847759065)
+    const std::int64_t t3 = z1 + z2 * 6270;            // FIX(0.765366865)
+    const std::int64_t t0 = (get(0) + get(4)) * (std::int64_t(1) << const_bits);
+    const std::int64_t t1 = (get(0) - get(4)) * (std::int64_t(1) << const_bits);
+    const std::int64_t t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;
+    std::int64_t o0 = get(7), o1 = get(5), o2 = get(3), o3 = get(1);
+    z1 = o0 + o3, z2 = o1 + o2, z3 = o0 + o2;
+    std::int64_t z4 = o1 + o3;
+    const std::int64_t z5 = (z3 + z4) * 9633;          // FIX(1.175875602)
+    o0 *= 2446, o1 *= 16819, o2 *= 25172, o3 *= 12299;  // 0.298631336 2.053119869 3.072711026 1.501321110
+    z1 *= -7373, z2 *= -20995, z3 *= -16069, z4 *= -3196;  // 0.899976223 2.562915447 1.961570560 0.390180644
+    z3 += z5, z4 += z5;
+    o0 += z1 + z3, o1 += z2 + z4, o2 += z2 + z3, o3 += z1 + z4;
+    put(0, descale(t10 + o3, shift)), put(7, descale(t10 - o3, shift));
+    put(1, descale(t11 + o2, shift)), put(6, descale(t11 - o2, shift));
+    put(2, descale(t12 + o1, shift)), put(5, descale(t12 - o1, shift));
+    put(3, descale(t13 + o0, shift)), put(4, descale(t13 - o0, shift));
+  };
+  std::int64_t ws[64];
+  for (int c = 0; c < 8; ++c)  // columns
+    pass([&](int k) { return static_cast<std::int64_t>(data[k * 8 + c]); }, [&](int k, std::int64_t v) { ws[k * 8 + c] = v; },
+         const_bits - pass1_bits);
+  for (int r = 0; r < 8; ++r)  // rows, + 128 level shift, clamped
+    pass([&](int k) { return ws[r * 8 + k]; },
+         [&](int k, std::int64_t v) {
+           v += 128;
+           out[r * out_stride + k] = static_cast<stbi_uc>(v < 0 ? 0 : (v > 255 ? 255 : v));
+         },
+         const_bits + pass1_bits + 3);
+}
+
+// libjpeg's ycc_rgb_convert (jdcolor.c): 16-bit fixed point, Cb/Cr centred on 128, results clamped.
+inline void ycbcr_to_rgb_libjpeg(stbi_uc* out, const stbi_uc* y, const stbi_uc* pcb, const stbi_uc* pcr, int count,
+                                 int step) {
+  constexpr int scale_bits = 16;
+  constexpr std::int32_t one_half = std::int32_t(1) << (scale_bits - 1);
+  auto fix = [](double v) { return static_cast<std::int32_t>(v * (1 << scale_bits) + 0.5); };
+  auto clamp8 = [](int v) { return static_cast<stbi_uc>(v < 0 ? 0 : (v > 255 ? 255 : v)); };
+  for (int i = 0; i < count; ++i, out += step) {
+    const std::int32_t cb = pcb[i] - 128, cr = pcr[i] - 128, yy = y[i];
+    out[0] = clamp8(yy + ((fix(1.40200) * cr + one_half) >> scale_bits));
+    out[1] = clamp8(yy + ((-fix(0.34414) * cb + one_half - fix(0.71414) * cr) >> scale_bits));
+    out[2] = clamp8(yy + ((fix(1.77200) * cb + one_half) >> scale_bits));
+    if (step == 4) out[3] = 255;
+  }
+}
+
+// libjpeg-turbo's h2v2_fancy_upsample for one output row: triangle filter 3:1 vertically (near,
+// far row) and 3:1 horizontally, rounding bias +8 towards the previous column and +7 towards the
+// next one (stb uses +8 for both).
+inline stbi_uc* upsample_h2v2_libjpeg(stbi_uc* out, stbi_uc* near_row, stbi_uc* far_row, int w, int /*hs*/) {
+  if (w == 1) {
+    out[0] = out[1] = static_cast<stbi_uc>((3 * near_row[0] + far_row[0] + 2) >> 2);
+    return out;
+  }
+  int this_sum = 3 * near_row[0] + far_row[0];
+  int next_sum = 3 * near_row[1] + far_row[1];
+  int last_sum = this_sum;
+  out[0] = static_cast<stbi_uc>((this_sum * 4 + 8) >> 4);
+  out[1] = static_cast<stbi_uc>((this_sum * 3 + next_sum + 7) >> 4);
+  for (int i = 1; i < w - 1; ++i) {
+    last_sum = this_sum;
+    this_sum = next_sum;
+    next_sum = 3 * near_row[i + 1] + far_row[i + 1];
+    out[2 * i] = static_cast<stbi_uc>((this_sum * 3 + last_sum + 8) >> 4);
+    out[2 * i + 1] = static_cast<stbi_uc>((this_sum * 3 + next_sum + 7) >> 4);
+  }
+  last_sum = this_sum;
+  this_sum = next_sum;
+  out[2 * w - 2] = static_cast<stbi_uc>((this_sum * 3 + last_sum + 8) >> 4);
+  out[2 * w - 1] = static_cast<stbi_uc>((this_sum * 4 + 7) >> 4);
+  return out;
+}
+
+// stbi__jpeg_load with the three kernels above (stb's internals are visible here because the
+// implementation is compiled into this translation unit).
+inline stbi_uc* load_jpeg_libjpeg_compatible(const stbi_uc* data, int size, int* w, int* h, int* comp, int req_comp) {
+  stbi__context ctx;
+  stbi__start_mem(&ctx, data, size);
+  auto* j = static_cast<stbi__jpeg*>(stbi__malloc(sizeof(stbi__jpeg)));
+  if (!j) return nullptr;
+  j->s = &ctx;
+  stbi__setup_jpeg(j);
+  j->idct_block_kernel = idct_islow_libjpeg;
+  j->YCbCr_to_RGB_kernel = ycbcr_to_rgb_libjpeg;
+  j->resample_row_hv_2_kernel = upsample_h2v2_libjpeg;
+  stbi_uc* pixels = load_jpeg_image(j, w, h, comp, req_comp);
+  STBI_FREE(j);
+  return pixels;
+}
+
 }  // namespace detail
 
 // Decodes an in-memory file. `what` names it in error messages (a path, or "<memory>").
@@ -82,7 +189,8 @@ inline image decode_image(const std::uint8_t* data, std::size_t size, const imag
   FACENET_CHECK(!jpeg || detail::jpeg_has_end_after_scan(data, size), format_error,
                 what + ": truncated JPEG (no end-of-image marker after the scan data)");
   int dw = 0, dh = 0, dc = 0;
-  stbi_uc* pixels = stbi_load_from_memory(p, n, &dw, &dh, &dc, 3);  // grey / alpha -> RGB
+  stbi_uc* pixels = jpeg ? detail::load_jpeg_libjpeg_compatible(p, n, &dw, &dh, &dc, 3)
+                         : stbi_load_from_memory(p, n, &dw, &dh, &dc, 3);  // grey / alpha -> RGB
   if (!pixels) throw format_error(what + ": decoding failed (" + std::string(stbi_failure_reason()) + ")");
   image img;
   img.width = dw;
