@@ -43,19 +43,22 @@ class triplet_sizes : public ::testing::TestWithParam<std::pair<int, int>> {};
 TEST_P(triplet_sizes, simd_matches_reference) {
   const auto [n, d] = GetParam();
   const Tensor<float> e = random_tensor<float>({n, d}, 7 + n + d);
-  const auto trip = random_triplets(n, 3 * n + 1, 11);
   Tensor<float> dist, dist_ref, per, per_ref, g, g_ref;
   fk::pairwise_squared_distance_forward(e, dist);
   fk::reference::pairwise_squared_distance_forward(e, dist_ref);
   EXPECT_LE(max_abs_diff(dist, dist_ref), 1e-4);
-  // A margin that leaves some triplets active and some not.
-  const float l = fk::triplet_loss_forward(e, trip, 0.2f, per);
-  const float l_ref = fk::reference::triplet_loss_forward(e, trip, 0.2f, per_ref);
-  EXPECT_NEAR(l, l_ref, 1e-4);
-  EXPECT_LE(max_abs_diff(per, per_ref), 1e-4);
-  fk::triplet_loss_backward(e, trip, per, 1.5f, g);
-  fk::reference::triplet_loss_backward(e, trip, per_ref, 1.5f, g_ref);
-  EXPECT_LE(max_abs_diff(g, g_ref), 1e-5);
+  // Few triplets (per-row backward) and many (pair-weight backward); a margin that leaves some
+  // triplets active and some not.
+  for (const std::int64_t m : {std::int64_t(n / 3 + 1), std::int64_t(n * n + 5)}) {
+    const auto trip = random_triplets(n, m, 11);
+    const float l = fk::triplet_loss_forward(e, trip, 0.2f, per);
+    const float l_ref = fk::reference::triplet_loss_forward(e, trip, 0.2f, per_ref);
+    EXPECT_NEAR(l, l_ref, 1e-4);
+    EXPECT_LE(max_abs_diff(per, per_ref), 1e-4);
+    fk::triplet_loss_backward(e, trip, per, 1.5f, g);
+    fk::reference::triplet_loss_backward(e, trip, per_ref, 1.5f, g_ref);
+    EXPECT_LE(facenet::testing::max_rel_diff(g, g_ref), 1e-5) << m << " triplets";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(odd_and_even, triplet_sizes,
@@ -85,12 +88,14 @@ TEST(triplet_loss, hand_computed_value_and_mean_over_all_triplets) {
 
 TEST(triplet_loss, gradient_check_double) {
   Tensor<double> e = random_tensor<double>({9, 7}, 3);
-  const auto t = random_triplets(9, 20, 5);
-  Tensor<double> per, g;
-  fk::triplet_loss_forward(e, t, 0.5, per);
-  fk::triplet_loss_backward(e, t, per, 1.0, g);
-  facenet::testing::check_gradient(
-      e, g, [&] { Tensor<double> p; return fk::triplet_loss_forward(e, t, 0.5, p); }, "triplet", 1e-6);
+  for (const std::int64_t m : {20, 300}) {  // per-row and pair-weight backward paths
+    const auto t = random_triplets(9, m, 5);
+    Tensor<double> per, g;
+    fk::triplet_loss_forward(e, t, 0.5, per);
+    fk::triplet_loss_backward(e, t, per, 1.0, g);
+    facenet::testing::check_gradient(
+        e, g, [&] { Tensor<double> p; return fk::triplet_loss_forward(e, t, 0.5, p); }, "triplet", 1e-6);
+  }
 }
 
 TEST(triplet_loss, gradient_check_through_l2_normalization) {

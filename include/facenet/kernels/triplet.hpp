@@ -108,7 +108,8 @@ inline row_uses index_row_uses(const std::vector<triplet>& triplets, std::int64_
 
 }  // namespace detail
 
-// dist[i, j] = |e_i - e_j|^2 for embeddings [N, D]; dist is resized to [N, N].
+// dist[i, j] = |e_i - e_j|^2 for embeddings [N, D]; dist is resized to [N, N]. Each pair is computed
+// once (row i owns j > i and mirrors it), so the matrix is exactly symmetric.
 template <class T>
 void pairwise_squared_distance_forward(const Tensor<T>& embeddings, Tensor<T>& dist) {
   detail::check_embeddings(embeddings, "pairwise_squared_distance_forward");
@@ -120,8 +121,7 @@ void pairwise_squared_distance_forward(const Tensor<T>& embeddings, Tensor<T>& d
       0, n,
       [&](std::int64_t i) {
         out[i * n + i] = T(0);
-        for (std::int64_t j = 0; j < n; ++j)
-          if (j != i) out[i * n + j] = detail::squared_distance(e + i * d, e + j * d, d);
+        for (std::int64_t j = i + 1; j < n; ++j) out[i * n + j] = out[j * n + i] = detail::squared_distance(e + i * d, e + j * d, d);
       },
       8);
 }
@@ -137,20 +137,84 @@ T triplet_loss_forward(const Tensor<T>& embeddings, const std::vector<triplet>& 
   per_triplet.resize({m});
   const T* e = embeddings.data();
   T* out = per_triplet.data();
-  parallel::parallel_for(
-      0, m,
-      [&](std::int64_t t) {
-        const triplet& x = triplets[t];
-        const T ap = detail::squared_distance(e + x.anchor * d, e + x.positive * d, d);
-        const T an = detail::squared_distance(e + x.anchor * d, e + x.negative * d, d);
-        const T v = ap - an + alpha;
-        out[t] = v > T(0) ? v : T(0);
-      },
-      64);
+  auto hinge = [&](std::int64_t t, T ap, T an) {
+    const T v = ap - an + alpha;
+    out[t] = v > T(0) ? v : T(0);
+  };
+  if (2 * m > n * (n - 1) / 2) {
+    // More distances than pairs (batch-all): compute each pair once. squared_distance is symmetric
+    // bit for bit, so both paths give identical results.
+    Tensor<T> dist;
+    pairwise_squared_distance_forward(embeddings, dist);
+    const T* dm = dist.data();
+    for (std::int64_t t = 0; t < m; ++t) {
+      const triplet& x = triplets[t];
+      hinge(t, dm[x.anchor * n + x.positive], dm[x.anchor * n + x.negative]);
+    }
+  } else {
+    parallel::parallel_for(
+        0, m,
+        [&](std::int64_t t) {
+          const triplet& x = triplets[t];
+          hinge(t, detail::squared_distance(e + x.anchor * d, e + x.positive * d, d),
+                detail::squared_distance(e + x.anchor * d, e + x.negative * d, d));
+        },
+        64);
+  }
   T sum = 0;  // serial so the result does not depend on the thread count
   for (std::int64_t t = 0; t < m; ++t) sum += out[t];
   return m ? sum / static_cast<T>(m) : T(0);
 }
+
+namespace detail {
+
+// Few triplets: each output row sums the contributions of the triplets that touch it.
+template <class T>
+void triplet_backward_sparse(const T* e, std::int64_t n, std::int64_t d, const std::vector<triplet>& triplets, const T* loss,
+                             T scale, T* g) {
+  const row_uses uses = index_row_uses(triplets, n);
+  parallel::parallel_for(
+      0, n,
+      [&](std::int64_t row) {
+        T* out = g + row * d;
+        for (std::int64_t k = uses.start[row]; k < uses.start[row + 1]; ++k) {
+          const std::int64_t t = uses.entry[k] / 3, role = uses.entry[k] % 3;
+          if (!(loss[t] > T(0))) continue;
+          const T* a = e + triplets[t].anchor * d;
+          const T* p = e + triplets[t].positive * d;
+          const T* ng = e + triplets[t].negative * d;
+          if (role == 0) add_scaled_difference(out, ng, p, scale, d);
+          if (role == 1) add_scaled_difference(out, p, a, scale, d);
+          if (role == 2) add_scaled_difference(out, a, ng, scale, d);
+        }
+      },
+      4);
+}
+
+// Many triplets (batch-all: M >> N): fold them into pair weights w[i][j] (+s for anchor-positive,
+// -s for anchor-negative, symmetrized) so the gradient is g_i = sum_j w[i][j] (e_i - e_j): O(M + N^2 D)
+// instead of O(M D).
+template <class T>
+void triplet_backward_dense(const T* e, std::int64_t n, std::int64_t d, const std::vector<triplet>& triplets, const T* loss,
+                            T scale, T* g) {
+  std::vector<T> w(static_cast<std::size_t>(n * n), T(0));
+  for (std::size_t t = 0; t < triplets.size(); ++t) {
+    if (!(loss[t] > T(0))) continue;
+    const triplet& x = triplets[t];
+    w[x.anchor * n + x.positive] += scale, w[x.positive * n + x.anchor] += scale;
+    w[x.anchor * n + x.negative] -= scale, w[x.negative * n + x.anchor] -= scale;
+  }
+  parallel::parallel_for(
+      0, n,
+      [&](std::int64_t i) {
+        T* out = g + i * d;
+        for (std::int64_t j = 0; j < n; ++j)
+          if (w[i * n + j] != T(0)) add_scaled_difference(out, e + i * d, e + j * d, w[i * n + j], d);
+      },
+      4);
+}
+
+}  // namespace detail
 
 // Gradient of grad_loss * mean_t per_triplet[t] w.r.t. the embeddings (overwrites grad_embeddings,
 // resized to [N, D]). Active triplet t contributes 2s(n-p) to a, 2s(p-a) to p, 2s(a-n) to n with
@@ -166,27 +230,12 @@ void triplet_loss_backward(const Tensor<T>& embeddings, const std::vector<triple
   grad_embeddings.resize({n, d});
   grad_embeddings.zero();
   if (m == 0) return;
-  const detail::row_uses uses = detail::index_row_uses(triplets, n);
   const T scale = T(2) * grad_loss / static_cast<T>(m);
-  const T* e = embeddings.data();
-  const T* loss = per_triplet.data();
-  T* g = grad_embeddings.data();
-  parallel::parallel_for(
-      0, n,
-      [&](std::int64_t row) {
-        T* out = g + row * d;
-        for (std::int64_t k = uses.start[row]; k < uses.start[row + 1]; ++k) {
-          const std::int64_t t = uses.entry[k] / 3, role = uses.entry[k] % 3;
-          if (!(loss[t] > T(0))) continue;
-          const T* a = e + triplets[t].anchor * d;
-          const T* p = e + triplets[t].positive * d;
-          const T* ng = e + triplets[t].negative * d;
-          if (role == 0) detail::add_scaled_difference(out, ng, p, scale, d);
-          if (role == 1) detail::add_scaled_difference(out, p, a, scale, d);
-          if (role == 2) detail::add_scaled_difference(out, a, ng, scale, d);
-        }
-      },
-      4);
+  // Sparse costs ~3 M D, dense ~N^2 D once the pair weights are folded.
+  if (3 * m > n * n)
+    detail::triplet_backward_dense(embeddings.data(), n, d, triplets, per_triplet.data(), scale, grad_embeddings.data());
+  else
+    detail::triplet_backward_sparse(embeddings.data(), n, d, triplets, per_triplet.data(), scale, grad_embeddings.data());
 }
 
 }  // namespace facenet::kernels
