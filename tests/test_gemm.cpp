@@ -94,6 +94,9 @@ TEST(Gemm, LargeBlockedAndThreaded) {
       {true, false, 517, 67, 300, 1.5, 0.5, 1},      // M split (few N tiles)
       {false, true, 9, 2000, 257, 1.0, 1.0, 0},      // thin M, K one past a block
       {true, true, 200, 190, 513, -1.0, 0.0, 3},
+      {false, false, 50, 1000, 600, 1.0, 0.5, 1},    // B read in place (small m), ragged tile, N and K blocks
+      {true, false, 60, 500, 270, 2.0, 0.0, 0},      // same with A transposed and packed
+      {false, false, 300, 40, 700, 1.0, 0.0, 0},     // A read in place (narrow n), B packed
   };
   std::uint32_t seed = 200;
   for (const auto& g : cases) {

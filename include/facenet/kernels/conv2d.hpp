@@ -100,7 +100,7 @@ void conv2d_forward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bia
   a.weights = detail::a_source<T>{w.data(), g.k(), false, nullptr};
   a.bias = bias.empty() ? nullptr : bias.data();
   T* ws = detail::thread_scratch<T>(2, detail::forward_workspace_size<T>(g));
-  std::int64_t* offsets = detail::thread_scratch<std::int64_t>(2, g.k());
+  std::int64_t* offsets = detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g));
   detail::forward_batch(g, a, x.data(), y.data(), static_cast<const T*>(nullptr), ws, offsets);
 }
 
@@ -209,7 +209,7 @@ class conv2d_plan {
     a.residual_scale = residual_scale;
     a.relu = act_ == activation::relu;
     detail::forward_batch(g, a, x.data(), y.data(), residual ? residual->data() : nullptr, ws.data(),
-                          detail::thread_scratch<std::int64_t>(2, g.k()));
+                          detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)));
   }
 
   const shape& weight_shape() const { return w_shape_; }

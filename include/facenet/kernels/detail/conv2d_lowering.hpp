@@ -124,11 +124,17 @@ void pad_image(const conv_geometry& g, const T* x, T* xp) {
   std::fill(xp + g.c * hp * wp, xp + g.padded_size(), T(0));
 }
 
-// Offsets of B rows (c, ky, kx) in an image of width `wp` and plane size `plane`.
+// Entries of the row-offset table: one per B row plus the GEMM's prefetch slack.
+inline std::int64_t row_offsets_size(const conv_geometry& g) { return g.k() + gemm_prefetch_rows; }
+
+// Offsets of B rows (c, ky, kx) in an image of width `wp` and plane size `plane`; the slack repeats
+// the last row.
 inline void implicit_row_offsets(const conv_geometry& g, std::int64_t plane, std::int64_t wp, std::int64_t* off) {
-  for (std::int64_t c = 0, r = 0; c < g.c; ++c)
+  std::int64_t r = 0;
+  for (std::int64_t c = 0; c < g.c; ++c)
     for (std::int64_t ky = 0; ky < g.kh; ++ky)
       for (std::int64_t kx = 0; kx < g.kw; ++kx) off[r++] = c * plane + ky * wp + kx;
+  for (; r < row_offsets_size(g); ++r) off[r] = off[g.k() - 1];
 }
 
 // dst[j] = act(residual[j] + scale * (src[j] + bias)) (residual optional), vectorised with a partial tail.
@@ -170,7 +176,7 @@ std::int64_t forward_workspace_size(const conv_geometry& g) {
 }
 
 // y[o, oh*ow] = epilogue(W x) for one image; `ws` holds forward_workspace_size elements and `offsets`
-// g.k() entries (used by the implicit path).
+// row_offsets_size(g) entries (used by the implicit path).
 template <class T>
 void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const T* x, T* y, T* ws, std::int64_t* offsets) {
   gemm_epilogue<T> ep;

@@ -148,12 +148,22 @@ void pack_b_rows(RowFn&& row, std::int64_t k0, std::int64_t kc, std::int64_t j0,
   }
 }
 
+inline constexpr int gemm_prefetch_rows = 8;  // k steps the B stream is prefetched ahead
+
 // B as an ordinary matrix: op(B)(p, j) = trans ? b[j*ldb + p] : b[p*ldb + j].
 template <class T>
 struct b_matrix {
   const T* b;
   std::int64_t ldb;
   bool trans;
+  // Row p of an untransposed B is contiguous: offsets p*ldb (with prefetch slack) from per-thread scratch.
+  void direct_rows(std::int64_t k, const T*& base, const std::int64_t*& off) const {
+    if (trans) return;
+    std::int64_t* o = thread_scratch<std::int64_t>(3, k + gemm_prefetch_rows);
+    for (std::int64_t p = 0; p < k + gemm_prefetch_rows; ++p) o[p] = std::min(p, k - 1) * ldb;
+    base = b;
+    off = o;
+  }
   template <int NR>
   void pack(std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) const {
     if (!trans) {
@@ -175,11 +185,16 @@ struct b_matrix {
   }
 };
 
-// B row p starts at base + offset[p] (stride-1 implicit-GEMM convolution over a padded image).
+// B row p starts at base + offset[p] (stride-1 implicit-GEMM convolution over a padded image);
+// `offset` holds k + gemm_prefetch_rows entries.
 template <class T>
 struct b_offset_rows {
   const T* base;
   const std::int64_t* offset;
+  void direct_rows(std::int64_t, const T*& b, const std::int64_t*& off) const {
+    b = base;
+    off = offset;
+  }
   template <int NR>
   void pack(std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) const {
     pack_b_rows<T, NR>([this](std::int64_t p) { return base + offset[p]; }, k0, kc, j0, cols, dst);
@@ -223,8 +238,37 @@ inline simd::batch<T> finish_value(simd::batch<T> v, const tile_store<T>& s, int
 
 // acc[mr][nv] += A panel (mr x kc) * B panel (kc x nr), then merge into C. Full tiles store whole
 // vectors; edge tiles store partial vectors (only the last vector of a row is partial).
-template <class T, int NV>
-void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b, const tile_store<T>& s) {
+// Operand views the micro-kernel reads through (one generic kernel, specialised per view type).
+// A: element (i, p) of an mr x kc panel; B: row p (nr values) of a kc x nr panel.
+template <class T>
+struct a_packed_view {  // pack_a layout
+  const T* a;
+  T at(int i, std::int64_t p) const { return a[p * gemm_shape<T>::mr + i]; }
+};
+template <class T>
+struct a_strided_view {  // A read in place: rows[i][p * ks] (rows past the edge repeat the last one)
+  const T* rows[gemm_shape<T>::mr];
+  std::int64_t ks;
+  T at(int i, std::int64_t p) const { return rows[i][p * ks]; }
+};
+template <class T, int NR>
+struct b_packed_view {  // pack_b layout, 64-byte aligned rows
+  const T* b;
+  simd::batch<T> load(std::int64_t p, int offset) const { return simd::load_aligned(b + p * NR + offset); }
+  const T* row(std::int64_t p) const { return b + p * NR; }
+};
+template <class T>
+struct b_direct_view {  // B read in place: row p at base + off[p] (off has gemm_prefetch_rows slack)
+  const T* base;
+  const std::int64_t* off;
+  simd::batch<T> load(std::int64_t p, int offset) const { return simd::load(base + off[p] + offset); }
+  const T* row(std::int64_t p) const { return base + off[p]; }
+};
+
+// acc[mr][nv] += A panel (mr x kc) * B panel (kc x nr), then merge into C. Full tiles store whole
+// vectors; edge tiles store partial vectors (only the last vector of a row is partial).
+template <class T, int NV, class AView, class BView>
+void micro_kernel(std::int64_t kc, const AView a, const BView b, const tile_store<T>& s) {
   using V = simd::batch<T>;
   using G = gemm_shape<T, NV>;
   constexpr int mr = G::mr, nv = G::nv, w = G::w, nr = G::nr;
@@ -233,13 +277,19 @@ void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
   for (int i = 0; i < mr; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < nv; ++v) acc[i][v] = V(T(0));
-  for (std::int64_t p = 0; p < kc; ++p, a += mr, b += nr) {
+  // C is touched only after the K loop: start fetching its rows now.
+  for (int i = 0; i < s.rows; ++i) __builtin_prefetch(s.c + i * s.ldc, 1, 3);
+  for (std::int64_t p = 0; p < kc; ++p) {
+    // B streams from L2 while A's panel stays in L1: fetch a few k steps ahead, one line per vector.
+    const T* ahead = b.row(p + gemm_prefetch_rows);
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; ++v) __builtin_prefetch(ahead + v * w, 0, 3);
     V bv[nv];
 #pragma GCC unroll 4
-    for (int v = 0; v < nv; ++v) bv[v] = simd::load_aligned(b + v * w);
+    for (int v = 0; v < nv; ++v) bv[v] = b.load(p, v * w);
 #pragma GCC unroll 32
     for (int i = 0; i < mr; ++i) {
-      const V ai = simd::broadcast(a[i]);
+      const V ai = simd::broadcast(a.at(i, p));
 #pragma GCC unroll 4
       for (int v = 0; v < nv; ++v) acc[i][v] = simd::fma(ai, bv[v], acc[i][v]);
     }
@@ -263,29 +313,57 @@ void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
     }
 }
 
+// How one product reads its operands. Packing costs about one L2 round trip per element; it pays
+// when the packed panel is reused by many tiles, so narrow products read A in place and short
+// products read B in place (the ragged last column tile is always packed: it needs zero padding).
+template <class T>
+struct gemm_operands {
+  a_source<T> a;
+  bool a_in_place = false;
+  const T* b_base = nullptr;           // non-null: B rows read in place at b_base + b_off[p]
+  const std::int64_t* b_off = nullptr;  // k + gemm_prefetch_rows entries
+};
+
+template <class T>
+a_strided_view<T> a_view_in_place(const a_source<T>& s, std::int64_t i0, int rows, std::int64_t k0) {
+  a_strided_view<T> v;
+  for (int i = 0; i < gemm_shape<T>::mr; ++i) {
+    const std::int64_t r = i0 + std::min(i, rows - 1);
+    v.rows[i] = s.trans ? s.a + k0 * s.lda + r : s.a + r * s.lda + k0;
+  }
+  v.ks = s.trans ? s.lda : 1;
+  return v;
+}
+
 // One thread's share: rows [m0, m1) x columns [n0, n1) of C (m0 a multiple of mr).
 template <class T, int NV, class BSource>
 void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t n1, std::int64_t m, std::int64_t k, T alpha,
-                const a_source<T>& as, const BSource& bs, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
+                const gemm_operands<T>& ops, const BSource& bs, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
   using G = gemm_shape<T, NV>;
   if (m0 >= m1 || n0 >= n1) return;
+  const a_source<T>& as = ops.a;
+  const bool b_direct = ops.b_base != nullptr;
   const std::int64_t mp = round_up(m, G::mr);
-  T* bbuf = thread_scratch<T>(0, G::kc * std::min(G::nc, round_up(n1 - n0, G::nr)));
-  T* abuf = as.packed ? nullptr : thread_scratch<T>(1, round_up(m1 - m0, G::mr) * std::min(G::kc, k));
+  T* bbuf = thread_scratch<T>(0, G::kc * (b_direct ? G::nr : std::min(G::nc, round_up(n1 - n0, G::nr))));
+  const bool pack_a_here = !as.packed && !ops.a_in_place;
+  T* abuf = pack_a_here ? thread_scratch<T>(1, round_up(m1 - m0, G::mr) * std::min(G::kc, k)) : nullptr;
   for (std::int64_t j0 = n0; j0 < n1; j0 += G::nc) {
     const std::int64_t cols = std::min(G::nc, n1 - j0);
+    const std::int64_t full_end = j0 + cols / G::nr * G::nr;  // first column of the ragged tile
     for (std::int64_t k0 = 0; k0 < k; k0 += G::kc) {
       const std::int64_t kc = std::min(G::kc, k - k0);
       const bool first = k0 == 0, last = k0 + kc == k;
-      bs.template pack<G::nr>(k0, kc, j0, cols, bbuf);
-      const T* at = as.packed ? as.packed + k0 * mp + m0 * kc : abuf;
-      if (!as.packed) pack_a(as, m0, m1, k0, kc, abuf);
+      if (!b_direct)
+        bs.template pack<G::nr>(k0, kc, j0, cols, bbuf);
+      else if (full_end < j0 + cols)
+        bs.template pack<G::nr>(k0, kc, full_end, j0 + cols - full_end, bbuf);
+      if (pack_a_here) pack_a(as, m0, m1, k0, kc, abuf);
       for (std::int64_t i = m0; i < m1; i += G::mr) {
-        const T* ap = at + (i - m0) * kc;
+        const int rows = static_cast<int>(std::min<std::int64_t>(G::mr, m1 - i));
         for (std::int64_t j = j0; j < j0 + cols; j += G::nr) {
           const tile_store<T> s{c + i * ldc + j,
                                 ldc,
-                                static_cast<int>(std::min<std::int64_t>(G::mr, m1 - i)),
+                                rows,
                                 static_cast<int>(std::min<std::int64_t>(G::nr, j0 + cols - j)),
                                 alpha,
                                 first ? beta : T(1),
@@ -293,7 +371,18 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
                                 last ? ep : nullptr,
                                 i,
                                 j};
-          micro_kernel<T, NV>(kc, ap, bbuf + (j - j0) * kc, s);
+          const auto with_a = [&](const auto& av) {
+            if (b_direct && j < full_end)
+              micro_kernel<T, NV>(kc, av, b_direct_view<T>{ops.b_base + j, ops.b_off + k0}, s);
+            else
+              micro_kernel<T, NV>(kc, av, b_packed_view<T, G::nr>{bbuf + (b_direct ? 0 : (j - j0) * kc)}, s);
+          };
+          if (ops.a_in_place)
+            with_a(a_view_in_place(as, i, rows, k0));
+          else if (as.packed)
+            with_a(a_packed_view<T>{as.packed + k0 * mp + i * kc});
+          else
+            with_a(a_packed_view<T>{abuf + (i - m0) * kc});
         }
       }
     }
@@ -318,8 +407,8 @@ void gemm_empty_k(std::int64_t m, std::int64_t n, T beta, T* c, std::int64_t ldc
 // Splits the tiles of M or N (whichever leaves the least idle tile-work) over the threads; each thread
 // packs its own operands, so there are no barriers. Small products stay on one thread.
 template <class T, int NV, class BSource>
-void gemm_run_nv(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_source<T>& as, const BSource& bs, T beta, T* c,
-                 std::int64_t ldc, const gemm_epilogue<T>* ep) {
+void gemm_run_nv(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const gemm_operands<T>& ops, const BSource& bs, T beta,
+                 T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
   using G = gemm_shape<T, NV>;
   const std::int64_t tm = (m + G::mr - 1) / G::mr, tn = (n + G::nr - 1) / G::nr;
   const bool tiny = m * n * k < std::int64_t(1) << 17;
@@ -331,22 +420,29 @@ void gemm_run_nv(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const 
         std::int64_t first = 0, last = 0;
         parallel::split_range(split_m ? tm : tn, nt, t, first, last);
         if (split_m)
-          gemm_block<T, NV>(first * G::mr, std::min(m, last * G::mr), 0, n, m, k, alpha, as, bs, beta, c, ldc, ep);
+          gemm_block<T, NV>(first * G::mr, std::min(m, last * G::mr), 0, n, m, k, alpha, ops, bs, beta, c, ldc, ep);
         else
-          gemm_block<T, NV>(0, m, first * G::nr, std::min(n, last * G::nr), m, k, alpha, as, bs, beta, c, ldc, ep);
+          gemm_block<T, NV>(0, m, first * G::nr, std::min(n, last * G::nr), m, k, alpha, ops, bs, beta, c, ldc, ep);
       },
       threads);
 }
 
+// Reads B in place when few row tiles share each packed B element (m small); sources that can be read
+// in place say so through direct_rows().
 template <class T, class BSource>
 void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_source<T>& as, const BSource& bs, T beta, T* c,
               std::int64_t ldc, const gemm_epilogue<T>* ep = nullptr) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) return gemm_empty_k(m, n, beta, c, ldc, ep);
-  switch (choose_nv<T>(n)) {
-    case 1: return gemm_run_nv<T, 1>(m, n, k, alpha, as, bs, beta, c, ldc, ep);
-    case 2: return gemm_run_nv<T, 2>(m, n, k, alpha, as, bs, beta, c, ldc, ep);
-    default: return gemm_run_nv<T, 3>(m, n, k, alpha, as, bs, beta, c, ldc, ep);
+  const int nv = choose_nv<T>(n);
+  gemm_operands<T> ops;
+  ops.a = as;
+  ops.a_in_place = !as.packed && n <= 2 * nv * gemm_shape<T>::w;
+  if (m <= 8 * gemm_shape<T>::mr) bs.direct_rows(k, ops.b_base, ops.b_off);
+  switch (nv) {
+    case 1: return gemm_run_nv<T, 1>(m, n, k, alpha, ops, bs, beta, c, ldc, ep);
+    case 2: return gemm_run_nv<T, 2>(m, n, k, alpha, ops, bs, beta, c, ldc, ep);
+    default: return gemm_run_nv<T, 3>(m, n, k, alpha, ops, bs, beta, c, ldc, ep);
   }
 }
 
