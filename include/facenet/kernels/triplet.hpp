@@ -43,16 +43,6 @@ inline void check_triplets(const std::vector<triplet>& triplets, std::int64_t n,
   }
 }
 
-// Lane sum through memory: xsimd's avx512 hadd<double> trips GCC 12's -Wmaybe-uninitialized.
-template <class T>
-T lane_sum(const simd::batch<T>& v) {
-  alignas(64) T lanes[simd::width<T>];
-  simd::store_aligned(lanes, v);
-  T s = 0;
-  for (T x : lanes) s += x;
-  return s;
-}
-
 // sum_k (x_k - y_k)^2 over d elements.
 template <class T>
 T squared_distance(const T* x, const T* y, std::int64_t d) {
@@ -63,7 +53,7 @@ T squared_distance(const T* x, const T* y, std::int64_t d) {
     const auto diff = simd::load(x + k) - simd::load(y + k);
     acc = simd::fma(diff, diff, acc);
   }
-  T s = lane_sum(acc);
+  T s = simd::reduce_add(acc);
   for (; k < d; ++k) s += (x[k] - y[k]) * (x[k] - y[k]);
   return s;
 }
