@@ -1,6 +1,7 @@
 // Conversion driver: the two published MTCNN weight sets (facenet-pytorch .pt, davidsandberg .npy in
 // TF layout) must convert to bit-identical tensors under facenet-pytorch names; format detection by
 // magic bytes; precise reports for missing, mis-shaped and unused tensors.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -93,7 +94,16 @@ TEST(convert_mtcnn, detects_formats_by_magic_bytes) {
   EXPECT_FACENET_ERROR(detect(scratch_file("junk.bin", "junk junk junk")), format_error, "unrecognised weights format");
   EXPECT_FACENET_ERROR(detect(scratch_file("empty.bin", "")), format_error, "unrecognised");
   EXPECT_FACENET_ERROR(detect(scratch_file("keras.h5", "\x89HDF\r\n\x1a\n....")), unsupported_error, "HDF5");
+  // TF checkpoints by prefix, index or shard; frozen graphs; Torch7 (fixtures from the TF/Torch7 readers' generators).
+  const std::string tf = (facenet::testing::source_dir() / "tests/fixtures/tf").string();
+  EXPECT_EQ(detect_weight_format(tf + "/irv1_small"), weight_format::tf_checkpoint);
+  EXPECT_EQ(detect_weight_format(tf + "/irv1_small.index"), weight_format::tf_checkpoint);
+  EXPECT_EQ(detect_weight_format(tf + "/irv1_small.data-00000-of-00001"), weight_format::tf_checkpoint);
+  EXPECT_EQ(detect_weight_format(tf + "/irv1_small_frozen.pb"), weight_format::tf_frozen);
+  EXPECT_EQ(detect_weight_format((facenet::testing::source_dir() / "tests/fixtures/t7/generic.t7").string()), weight_format::torch7);
+  EXPECT_EQ(detect_weight_format(tf), weight_format::openface_csv);  // any directory
   EXPECT_EQ(parse_weight_format("npz"), weight_format::npz);
+  EXPECT_EQ(parse_weight_format("tf-checkpoint"), weight_format::tf_checkpoint);
   EXPECT_FACENET_ERROR(parse_weight_format("onnx"), argument_error, "unknown format 'onnx'");
 }
 
@@ -159,4 +169,24 @@ TEST(convert_mtcnn, permute_matches_index_arithmetic) {
     for (int b = 0; b < 3; ++b)
       for (int c = 0; c < 4; ++c)
         for (int d = 0; d < 5; ++d) EXPECT_EQ(p(d, c, b, a), t(a, b, c, d));
+}
+
+TEST(convert_openface, partial_csv_directory_names_exactly_the_five_missing_tensors) {
+  FACENET_REQUIRE_SHARED("weights/openface-nn4.small2.v1-csv-partial");
+  const std::string dir = shared("weights/openface-nn4.small2.v1-csv-partial/");
+  conversion_report r;
+  const tensor_map out = prepare_conversion(dir, {}, r);
+  EXPECT_EQ(r.format, "openface-csv");
+  EXPECT_EQ(r.arch, "nn4_small2");
+  std::vector<std::string> missing = r.missing;
+  std::sort(missing.begin(), missing.end());
+  EXPECT_EQ(missing, std::vector<std::string>({"inception_3c_3x3_conv2.weight", "inception_4e_3x3_conv2.weight",
+                                                "inception_5a_1x1_conv.weight", "inception_5a_3x3_conv2.weight",
+                                                "inception_5b_3x3_conv2.weight"}));
+  EXPECT_TRUE(r.mismatched.empty());
+  EXPECT_EQ(r.unused, std::vector<std::string>({"inception_5a_3x3_conv2_m.csv", "inception_5a_3x3_conv2_v.csv"}));
+  EXPECT_EQ(out.metadata.at("source"), "openface-nn4.small2.v1-csv-partial (openface-csv)");
+  EXPECT_FACENET_ERROR(convert_weights(dir, scratch_file("nn4.safetensors", "")), format_error,
+                       "does not fit nn4_small2: 5 missing: ");
+  EXPECT_EQ(nn4_small2().parameter_count(), 3733968);
 }

@@ -1,5 +1,6 @@
 // facenet_convert: published FaceNet-family weights -> the library's safetensors file.
-//   facenet_convert SRC DST.safetensors [--format auto|pytorch|npy|npz|safetensors] [--arch NAME]
+//   facenet_convert SRC DST.safetensors [--format auto|pytorch|npy|npz|safetensors|tf-checkpoint|tf-frozen|
+//                                                 torch7|openface-csv] [--arch NAME]
 //                   [--dtype F32|F16|BF16] [--strict]
 // Prints the tensors converted and any missing / mis-shaped / unused names; exits 1 when the source
 // does not fit the architecture (nothing is written), 2 on usage errors.
@@ -13,9 +14,11 @@ namespace {
 
 void usage(std::FILE* out) {
   std::fprintf(out,
-               "usage: facenet_convert SRC DST.safetensors [--format auto|pytorch|npy|npz|safetensors]\n"
-               "                       [--arch mtcnn_pnet|mtcnn_rnet|mtcnn_onet|inception_resnet_v1[:classes]]\n"
-               "                       [--dtype F32|F16|BF16] [--strict]\n"
+               "usage: facenet_convert SRC DST.safetensors\n"
+               "         [--format auto|pytorch|npy|npz|safetensors|tf-checkpoint|tf-frozen|torch7|openface-csv]\n"
+               "         [--arch mtcnn_pnet|mtcnn_rnet|mtcnn_onet|inception_resnet_v1[:classes]|nn4_small2]\n"
+               "         [--dtype F32|F16|BF16] [--strict]\n"
+               "  SRC       a file, a TF checkpoint prefix (or its .index), or a directory of OpenFace CSVs\n"
                "  --strict  fail when the source holds tensors the architecture does not use\n");
 }
 

@@ -10,6 +10,8 @@
 
 #include "facenet/core/error.hpp"
 #include "facenet/core/shape.hpp"
+#include "facenet/io/nn4_names.hpp"
+#include "facenet/io/nn4_names.hpp"
 
 namespace facenet::io {
 
@@ -176,8 +178,17 @@ inline architecture inception_resnet_v1(std::int64_t num_classes = 0) {
   return a;
 }
 
+// OpenFace nn4.small2.v1 (Keras-OpenFace layer names; table in nn4_names.hpp).
+inline architecture nn4_small2() {
+  architecture a{"nn4_small2", {}, {}};
+  a.metadata = {{"architecture", "nn4_small2"}, {"input_size", "96"}, {"channel_order", "RGB"}, {"standardization", "unit"},
+                {"bn_eps", "1e-05"},           {"embedding_size", "128"}, {"layout", "OIHW"}};
+  for (const nn4_param& p : nn4_small2_parameters()) a.tensors.push_back({p.name, p.dims});
+  return a;
+}
+
 inline std::vector<std::string> architecture_names() {
-  return {"mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "inception_resnet_v1"};
+  return {"mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "inception_resnet_v1", "nn4_small2"};
 }
 
 // "inception_resnet_v1" or "inception_resnet_v1:<num_classes>" (with the logits head).
@@ -186,6 +197,8 @@ inline architecture find_architecture(const std::string& name) {
   if (name == "mtcnn_rnet") return mtcnn_rnet();
   if (name == "mtcnn_onet") return mtcnn_onet();
   if (name == "inception_resnet_v1") return inception_resnet_v1();
+  if (name == "nn4_small2") return nn4_small2();
+  if (name == "nn4_small2") return nn4_small2();
   const std::string irv1 = "inception_resnet_v1:";
   if (name.compare(0, irv1.size(), irv1) == 0) {
     const std::string n = name.substr(irv1.size());

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -14,16 +15,23 @@
 
 #include "facenet/core/error.hpp"
 #include "facenet/io/arch_names.hpp"
+#include "facenet/io/mapping_report.hpp"
 #include "facenet/io/mmap_file.hpp"
 #include "facenet/io/npy.hpp"
+#include "facenet/io/openface_csv.hpp"
 #include "facenet/io/safetensors.hpp"
+#include "facenet/io/sstable.hpp"
 #include "facenet/io/tensor_map.hpp"
+#include "facenet/io/tf_checkpoint.hpp"
+#include "facenet/io/tf_graphdef.hpp"
+#include "facenet/io/tf_names.hpp"
+#include "facenet/io/torch7.hpp"
 #include "facenet/io/torch_file.hpp"
 #include "facenet/io/zip.hpp"
 
 namespace facenet::io {
 
-enum class weight_format { auto_detect, pytorch, npy, npz, safetensors };
+enum class weight_format { auto_detect, pytorch, npy, npz, safetensors, tf_checkpoint, tf_frozen, torch7, openface_csv };
 
 inline const char* weight_format_name(weight_format f) noexcept {
   switch (f) {
@@ -32,20 +40,65 @@ inline const char* weight_format_name(weight_format f) noexcept {
     case weight_format::npy: return "npy";
     case weight_format::npz: return "npz";
     case weight_format::safetensors: return "safetensors";
+    case weight_format::tf_checkpoint: return "tf-checkpoint";
+    case weight_format::tf_frozen: return "tf-frozen";
+    case weight_format::torch7: return "torch7";
+    case weight_format::openface_csv: return "openface-csv";
   }
   return "?";
 }
 
-inline weight_format parse_weight_format(const std::string& s) {
-  for (weight_format f : {weight_format::auto_detect, weight_format::pytorch, weight_format::npy, weight_format::npz,
-                          weight_format::safetensors})
-    if (s == weight_format_name(f)) return f;
-  if (s == "tf-checkpoint" || s == "tf-frozen" || s == "torch7" || s == "openface-csv")
-    throw unsupported_error("format '" + s + "' is not handled by this converter yet");
-  throw argument_error("unknown format '" + s + "' (known: auto, pytorch, npy, npz, safetensors)");
+inline const std::vector<weight_format>& all_weight_formats() {
+  static const std::vector<weight_format> all = {weight_format::auto_detect,   weight_format::pytorch,   weight_format::npy,
+                                                 weight_format::npz,           weight_format::safetensors, weight_format::tf_checkpoint,
+                                                 weight_format::tf_frozen,     weight_format::torch7,    weight_format::openface_csv};
+  return all;
 }
 
-// Identifies a weights file by its first bytes (never by its extension).
+inline weight_format parse_weight_format(const std::string& s) {
+  std::string known;
+  for (weight_format f : all_weight_formats()) {
+    if (s == weight_format_name(f)) return f;
+    known += std::string(known.empty() ? "" : ", ") + weight_format_name(f);
+  }
+  throw argument_error("unknown format '" + s + "' (known: " + known + ")");
+}
+
+namespace detail {
+
+// A TF checkpoint is named by its prefix; accept the prefix, the .index file or a data shard.
+inline std::string tf_checkpoint_prefix(const std::string& path) {
+  const std::string index = ".index";
+  if (path.size() > index.size() && path.compare(path.size() - index.size(), index.size(), index) == 0)
+    return path.substr(0, path.size() - index.size());
+  const auto data = path.rfind(".data-");
+  if (data != std::string::npos && path.find("-of-", data) != std::string::npos) return path.substr(0, data);
+  return path;
+}
+
+// SSTable footer magic (LevelDB table format), the last 8 bytes of a checkpoint's .index file.
+inline bool is_sstable(byte_span b) { return b.size >= 48 && load_le<std::uint64_t>(b.data + b.size - 8) == 0xdb4775248b80fb57ull; }
+
+// Torch7 binary serialisation of an object: int32 TYPE_TORCH (4), int32 reference index 1, then a
+// length-prefixed version string "V <n>" or class name.
+inline bool is_torch7(byte_span b) {
+  if (b.size < 16 || load_le<std::int32_t>(b.data) != 4 || load_le<std::int32_t>(b.data + 4) != 1) return false;
+  const std::int32_t n = load_le<std::int32_t>(b.data + 8);
+  return n >= 2 && n < 256 && (std::memcmp(b.data + 12, "V ", 2) == 0 || std::memcmp(b.data + 12, "nn", 2) == 0);
+}
+
+// A GraphDef starts with field 1 (node, length-delimited) whose NodeDef starts with field 1 (name).
+inline bool looks_like_graphdef(byte_span b) {
+  if (b.size < 4 || b.data[0] != 0x0a) return false;
+  std::size_t i = 1;
+  while (i < b.size && i < 11 && (b.data[i] & 0x80)) ++i;
+  return i + 1 < b.size && b.data[i + 1] == 0x0a;
+}
+
+}  // namespace detail
+
+// Identifies a weights file by its first (or, for SSTables, last) bytes - never by its extension.
+// A directory is taken as the Keras-OpenFace per-tensor CSV layout.
 inline weight_format detect_weight_format(byte_span b, const std::string& what) {
   if (is_zip(b)) {
     const zip_archive z(b, what);
@@ -56,21 +109,42 @@ inline weight_format detect_weight_format(byte_span b, const std::string& what) 
   if (is_torch_legacy(b)) return weight_format::pytorch;
   if (b.size >= 6 && std::memcmp(b.data, "\x93NUMPY", 6) == 0) return weight_format::npy;
   if (b.size >= 9 && load_le<std::uint64_t>(b.data) <= b.size - 8 && b.data[8] == '{') return weight_format::safetensors;
+  if (detail::is_sstable(b)) return weight_format::tf_checkpoint;
+  if (detail::is_torch7(b)) return weight_format::torch7;
   if (b.size >= 4 && std::memcmp(b.data, "\x89HDF", 4) == 0)
     throw unsupported_error(what + ": HDF5 (Keras) files are not supported; convert to the per-tensor CSV layout");
-  throw format_error(what + ": unrecognised weights format (not torch.save, .npy, .npz or safetensors)");
+  if (detail::looks_like_graphdef(b)) return weight_format::tf_frozen;
+  throw format_error(what + ": unrecognised weights format (not torch.save, .npy, .npz, safetensors, a TF checkpoint or "
+                            "frozen graph, or Torch7)");
 }
 
-inline tensor_map read_weights(const std::string& path, weight_format format, weight_format* detected = nullptr) {
-  const mapped_file file(path);
-  if (format == weight_format::auto_detect) format = detect_weight_format(file.bytes(), path);
+inline weight_format detect_weight_format(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return weight_format::openface_csv;
+  // A checkpoint prefix, .index or data shard is identified by its .index file.
+  const std::string prefix = detail::tf_checkpoint_prefix(path);
+  const std::string index = prefix + ".index";
+  const bool use_index = std::filesystem::exists(index) && (prefix != path || !std::filesystem::exists(path));
+  const mapped_file file(use_index ? index : path);
+  return detect_weight_format(file.bytes(), file.path());
+}
+
+// Reads `path` in `format` (auto: detected). TF files come back under facenet-pytorch names (the
+// TF-slim mapping's leftovers go to `report.unused`), Torch7 and CSV under nn4_small2 names.
+inline tensor_map read_weights(const std::string& path, weight_format format, weight_format* detected = nullptr,
+                               mapping_report* report = nullptr) {
+  if (format == weight_format::auto_detect) format = detect_weight_format(path);
   if (detected) *detected = format;
+  mapping_report local;
+  mapping_report& r = report ? *report : local;
   switch (format) {
-    case weight_format::pytorch:
-      return is_zip(file.bytes()) ? parse_torch_zip(file.bytes(), path) : parse_torch_legacy(file.bytes(), path);
-    case weight_format::npy: return parse_npy(file.bytes(), path);
+    case weight_format::pytorch: return load_torch(path);
+    case weight_format::npy: return load_npy(path);
     case weight_format::npz: return load_npz(path);
-    case weight_format::safetensors: return parse_safetensors(file.bytes(), path);
+    case weight_format::safetensors: return load_safetensors(path);
+    case weight_format::tf_checkpoint: return map_tf_slim_to_facenet_pytorch(read_tf_checkpoint(detail::tf_checkpoint_prefix(path)), r);
+    case weight_format::tf_frozen: return map_tf_slim_to_facenet_pytorch(read_tf_graphdef(path), r);
+    case weight_format::torch7: return read_openface_t7(path, r);
+    case weight_format::openface_csv: return read_openface_csv_dir(path, r);
     case weight_format::auto_detect: break;
   }
   throw argument_error("read_weights: no format");
@@ -161,8 +235,8 @@ struct conversion_report {
     std::string s;
     auto list = [&](const char* label, const std::vector<std::string>& v) {
       if (v.empty()) return;
-      s += std::string(s.empty() ? "" : "; ") + std::to_string(v.size()) + " " + label + ":";
-      for (const auto& n : v) s += " " + n;
+      s += std::string(s.empty() ? "" : "; ") + std::to_string(v.size()) + " " + label + ": ";
+      for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
     };
     list("missing", missing);
     list("mis-shaped", mismatched);
@@ -237,7 +311,8 @@ struct convert_options {
 // Reads `src`, maps it and returns the tensors to write plus the report (nothing is written).
 inline tensor_map prepare_conversion(const std::string& src, const convert_options& opt, conversion_report& report) {
   weight_format detected = opt.format;
-  tensor_map source = read_weights(src, opt.format, &detected);
+  mapping_report reader_report;  // readers that map names themselves (TF, Torch7, CSV) report leftovers here
+  tensor_map source = read_weights(src, opt.format, &detected, &reader_report);
   report.source = src;
   report.format = weight_format_name(detected);
   if (looks_like_mtcnn_tf(source)) {
@@ -246,8 +321,19 @@ inline tensor_map prepare_conversion(const std::string& src, const convert_optio
   }
   const architecture arch = opt.arch.empty() ? guess_architecture(source) : find_architecture(opt.arch);
   tensor_map out = map_to_architecture(source, arch, report);
-  const auto slash = src.find_last_of('/');
-  out.metadata["source"] = (slash == std::string::npos ? src : src.substr(slash + 1)) + " (" + report.format + ")";
+  // Source tensors the format's own name mapping could not place (TF optimizer slots, stray CSVs).
+  report.unused.insert(report.unused.end(), reader_report.unused.begin(), reader_report.unused.end());
+  // Non-floating-point TF variables (global_step, ...) the TF readers skipped.
+  if (auto skipped = source.metadata.find("tf.skipped"); skipped != source.metadata.end() && !skipped->second.empty()) {
+    std::size_t start = 0;
+    for (std::size_t comma; (comma = skipped->second.find(',', start)) != std::string::npos; start = comma + 1)
+      report.unused.push_back(skipped->second.substr(start, comma - start));
+    report.unused.push_back(skipped->second.substr(start));
+  }
+  std::string base = src;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();  // a CSV directory given as "dir/"
+  const auto slash = base.find_last_of('/');
+  out.metadata["source"] = (slash == std::string::npos ? base : base.substr(slash + 1)) + " (" + report.format + ")";
   return out;
 }
 
