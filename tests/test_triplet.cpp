@@ -129,6 +129,12 @@ TEST(triplet_loss, rejects_bad_input) {
   Tensor<float> wrong({2});
   EXPECT_THROW(fk::triplet_loss_backward(e, {{0, 1, 2}}, wrong, 1.0f, g), facenet::shape_error);
   EXPECT_EQ(fk::triplet_loss_forward(e, {}, 0.2f, per), 0.0f);
+  e(1, 2) = std::nanf("");  // a diverged network must not report a clean zero loss
+  EXPECT_TRUE(std::isnan(fk::triplet_loss_forward(e, {{0, 1, 2}}, 0.2f, per)));
+  EXPECT_TRUE(std::isnan(fk::reference::triplet_loss_forward(e, {{0, 1, 2}}, 0.2f, per)));
+  std::mt19937_64 rng(1);
+  facenet::loss::triplet_loss<float> obj;
+  EXPECT_THROW(obj(e, {0, 0, 1, 1}, rng, g), facenet::numeric_error);
 }
 
 TEST(triplet_loss, objective_mines_and_differentiates) {

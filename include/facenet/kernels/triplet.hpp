@@ -129,7 +129,7 @@ T triplet_loss_forward(const Tensor<T>& embeddings, const std::vector<triplet>& 
   T* out = per_triplet.data();
   auto hinge = [&](std::int64_t t, T ap, T an) {
     const T v = ap - an + alpha;
-    out[t] = v > T(0) ? v : T(0);
+    out[t] = v < T(0) ? T(0) : v;  // NaN propagates (like tf.maximum), so a broken step shows
   };
   if (2 * m > n * (n - 1) / 2) {
     // More distances than pairs (batch-all): compute each pair once. squared_distance is symmetric

@@ -13,6 +13,7 @@
 // Identities with a single image in the batch act as negatives only.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -90,6 +91,11 @@ mining_result mine_triplets(const Tensor<T>& dist, const std::vector<int>& label
   detail::check_mining_input(dist.size(0), dist.size(1), labels.size());
   FACENET_CHECK(opt.alpha >= 0, argument_error, "mine_triplets: negative margin alpha " + std::to_string(opt.alpha));
   const std::int64_t n = dist.size(0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < n; ++j)
+      FACENET_CHECK(std::isfinite(static_cast<double>(dist(i, j))), numeric_error,
+                    "mine_triplets: distance between embeddings " + std::to_string(i) + " and " + std::to_string(j) +
+                        " is not finite (NaN/Inf embeddings)");
   const double alpha = opt.alpha;
   mining_result r;
   auto emit = [&](std::int64_t a, std::int64_t p, std::int64_t ng) {

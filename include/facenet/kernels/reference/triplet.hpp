@@ -39,7 +39,7 @@ T triplet_loss_forward(const Tensor<T>& embeddings, const std::vector<triplet>& 
       ap += (a - embeddings(triplets[t].positive, k)) * (a - embeddings(triplets[t].positive, k));
       an += (a - embeddings(triplets[t].negative, k)) * (a - embeddings(triplets[t].negative, k));
     }
-    per_triplet(t) = ap - an + alpha > T(0) ? ap - an + alpha : T(0);
+    per_triplet(t) = ap - an + alpha < T(0) ? T(0) : ap - an + alpha;
     sum += per_triplet(t);
   }
   return m ? sum / static_cast<T>(m) : T(0);
