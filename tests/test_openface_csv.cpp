@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "facenet/io/convert.hpp"
 #include "testing.hpp"
 
 namespace fs = std::filesystem;
@@ -97,4 +98,19 @@ TEST(openface_csv, complete_directory_has_nothing_missing) {
   }
   EXPECT_EQ(m.size() + report.missing.size(), 224u);
   EXPECT_EQ(m.at("dense.bias").data()[127], 63.5f);
+}
+
+TEST(openface_csv, converter_detects_the_directory_and_names_the_five_missing_tensors) {
+  FACENET_REQUIRE_SHARED(partial_dir);
+  facenet::io::conversion_report report;
+  facenet::io::prepare_conversion((facenet::testing::shared_dir() / partial_dir).string(), {}, report);
+  EXPECT_EQ(report.format, "openface-csv");
+  EXPECT_EQ(report.arch, "nn4_small2");
+  EXPECT_EQ(report.missing, (std::vector<std::string>{"inception_3c_3x3_conv2.weight", "inception_4e_3x3_conv2.weight",
+                                                      "inception_5a_3x3_conv2.weight", "inception_5a_1x1_conv.weight",
+                                                      "inception_5b_3x3_conv2.weight"}));
+  EXPECT_EQ(report.unused, (std::vector<std::string>{"inception_5a_3x3_conv2_m.csv", "inception_5a_3x3_conv2_v.csv"}));
+  EXPECT_EQ(report.converted.size(), 219u);
+  EXPECT_TRUE(report.mismatched.empty());
+  EXPECT_EQ(facenet::io::nn4_small2().parameter_count(), 3733968);
 }

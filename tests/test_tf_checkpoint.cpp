@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "facenet/io/convert.hpp"
 #include "facenet/io/tf_names.hpp"
 #include "fixtures/expected_tensors.hpp"
 #include "testing.hpp"
@@ -130,6 +131,21 @@ TEST(tf_names, wrong_rank_is_a_shape_error) {
   mapping_report report;
   const std::string msg = expect_error<facenet::shape_error>([&] { facenet::io::map_tf_slim_to_facenet_pytorch(bad, report); });
   EXPECT_NE(msg.find("Conv2d_1a_3x3/weights"), std::string::npos) << msg;
+}
+
+TEST(tf_checkpoint, converter_detects_prefix_index_and_frozen_graph) {
+  // The fixture has tiny channel counts, so every tensor is mis-shaped for the real model, but the
+  // names must all be found (nothing missing) and the classifier head sized from Logits.
+  for (const std::string& src : {fixture("irv1_small"), fixture("irv1_small.index"), fixture("irv1_small_frozen.pb")}) {
+    facenet::io::conversion_report report;
+    facenet::io::prepare_conversion(src, {}, report);
+    EXPECT_EQ(report.format, src.find(".pb") != std::string::npos ? "tf-frozen" : "tf-checkpoint") << src;
+    EXPECT_EQ(report.arch, "inception_resnet_v1") << src;
+    EXPECT_TRUE(report.missing.empty()) << report.problems();
+    EXPECT_EQ(report.mismatched.size(), 603u) << src;
+    ASSERT_EQ(report.converted.size(), 1u) << src;  // only logits.bias [7] has its real shape
+    EXPECT_EQ(report.converted[0].name, "logits.bias");
+  }
 }
 
 TEST(tf_checkpoint_hostile, bad_block_crc) {

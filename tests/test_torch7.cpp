@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "facenet/io/convert.hpp"
 #include "fixtures/expected_tensors.hpp"
 #include "testing.hpp"
 
@@ -109,10 +110,41 @@ TEST(torch7, openface_nn4_small2_maps_onto_the_parameter_table) {
   }
 }
 
+TEST(torch7, converter_detects_torch7_and_fits_nn4_small2) {
+  const std::string prefix = nn4_fixture();
+  if (prefix.empty()) GTEST_SKIP() << "SKIPPED: /usr/bin/python3 with numpy could not generate the nn4.small2 fixture";
+  facenet::io::conversion_report report;
+  const auto out = facenet::io::prepare_conversion(prefix + ".t7", {}, report);
+  EXPECT_EQ(report.format, "torch7");
+  EXPECT_EQ(report.arch, "nn4_small2");
+  EXPECT_TRUE(report.ok()) << report.problems();
+  EXPECT_TRUE(report.unused.empty());
+  EXPECT_EQ(report.converted.size(), 224u);
+  EXPECT_EQ(out.metadata.at("standardization"), "unit");
+}
+
 TEST(torch7, non_nn4_model_is_rejected_by_the_nn4_mapping) {
   mapping_report report;
   const std::string msg = format_error_of([&] { facenet::io::read_openface_t7(fixture("generic.t7"), report); });
   EXPECT_NE(msg.find("3 modules with parameters, nn4.small2 has 75"), std::string::npos) << msg;
+}
+
+TEST(torch7, pre_2016_running_std_becomes_running_var) {
+  // nn before 2016 stored running_std = 1/sqrt(var + eps); nn's own BN:read converts it the same way.
+  facenet::io::t7::module_params m{"2", "nn.SpatialBatchNormalization", {}, 1e-3};
+  for (const char* f : {"weight", "bias", "running_mean"}) m.tensors[f] = facenet::Tensor<float>::full({64}, 0.5f);
+  m.tensors["running_std"] = facenet::Tensor<float>::full({64}, 2.0f);
+  facenet::io::tensor_map out;
+  mapping_report report;
+  facenet::io::t7::map_nn4_layer(m, facenet::io::nn4_small2_layers()[1], out, report, "old.t7");
+  EXPECT_TRUE(report.complete());
+  EXPECT_FLOAT_EQ(out.at("bn1.running_var").data()[63], 0.25f - 1e-3f);
+  m.class_name = "nn.ReLU";
+  const std::string msg = format_error_of([&] {
+    facenet::io::tensor_map o;
+    facenet::io::t7::map_nn4_layer(m, facenet::io::nn4_small2_layers()[1], o, report, "old.t7");
+  });
+  EXPECT_NE(msg.find("module 2 is a nn.ReLU where nn4.small2 has layer 'bn1'"), std::string::npos) << msg;
 }
 
 TEST(torch7_hostile, every_truncation_is_a_format_error) {
