@@ -11,7 +11,6 @@
 #include "facenet/core/error.hpp"
 #include "facenet/core/shape.hpp"
 #include "facenet/io/nn4_names.hpp"
-#include "facenet/io/nn4_names.hpp"
 
 namespace facenet::io {
 
@@ -197,7 +196,6 @@ inline architecture find_architecture(const std::string& name) {
   if (name == "mtcnn_rnet") return mtcnn_rnet();
   if (name == "mtcnn_onet") return mtcnn_onet();
   if (name == "inception_resnet_v1") return inception_resnet_v1();
-  if (name == "nn4_small2") return nn4_small2();
   if (name == "nn4_small2") return nn4_small2();
   const std::string irv1 = "inception_resnet_v1:";
   if (name.compare(0, irv1.size(), irv1) == 0) {
