@@ -90,6 +90,12 @@ template <class T>
 inline batch<T> select_gt(const batch<T>& a, const batch<T>& b, const batch<T>& x, const batch<T>& y) {
   return xsimd::select(a > b, x, y);
 }
+// Lane-wise max where a NaN in either operand wins (PyTorch's max-pooling semantics; xsimd::max
+// follows maxps and would drop a NaN in the first operand).
+template <class T>
+inline batch<T> max_propagate_nan(const batch<T>& acc, const batch<T>& v) {
+  return xsimd::select((v > acc) || !(v == v), v, acc);  // not v != v: xsimd compares ordered
+}
 // Horizontal sum (xsimd 8.1 spells it hadd; newer versions reduce_add).
 template <class T>
 inline T reduce_add(const batch<T>& v) {
