@@ -159,6 +159,9 @@ TYPED_TEST(pool, matches_reference) {
       ref::max_pool2d_forward(x, p, y_ref, idx_ref);
       EXPECT_EQ(max_abs_diff(y, y_ref), 0.0) << what;
       EXPECT_EQ(max_abs_diff(idx, idx_ref), 0.0) << what;
+      Tensor<T> y_plain;
+      k::max_pool2d_forward(x, p, y_plain);
+      EXPECT_EQ(max_abs_diff(y_plain, y_ref), 0.0) << what << " (no indices)";
       const auto dy = random_tensor<T>(y.shape(), 2);
       k::max_pool2d_backward(dy, idx, x.shape(), p, dx);
       ref::max_pool2d_backward(dy, idx_ref, x.shape(), p, dx_ref);
@@ -204,6 +207,17 @@ TEST(pool_values, max_pool_prefers_nan_and_ignores_padding) {
   k::max_pool2d_forward(x, pool2d_params::square(3, 1, 1), y, idx);
   EXPECT_TRUE(std::isnan(y(0, 0, 0, 0)));
   EXPECT_EQ(idx(0, 0, 0, 0), 4);
+  Tensor<float> y_plain;
+  k::max_pool2d_forward(x, pool2d_params::square(3, 1, 1), y_plain);
+  for (std::int64_t i = 0; i < 3; ++i)
+    for (std::int64_t j = 0; j < 3; ++j) EXPECT_TRUE(std::isnan(y_plain(0, 0, i, j))) << i << "," << j;
+  // A NaN before the maximum in the window must survive the larger value after it.
+  Tensor<float> row({1, 1, 1, 3}), y_row;
+  row(0, 0, 0, 0) = NAN;
+  row(0, 0, 0, 1) = 1.0f;
+  row(0, 0, 0, 2) = 2.0f;
+  k::max_pool2d_forward(row, pool2d_params{1, 3, 1, 1, 0, 0, 0, 0, false, true}, y_row);
+  EXPECT_TRUE(std::isnan(y_row(0, 0, 0, 0)));
 }
 
 // Gradient checks run in double; x for max pooling is a permutation of spaced values (no ties).

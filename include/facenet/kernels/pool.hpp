@@ -1,6 +1,7 @@
-// 2-D pooling over NCHW with PyTorch's output-size and divisor rules: max (with argmax indices),
-// average (count_include_pad both ways, ceil_mode), L2 (OpenFace's SpatialLPPooling, p = 2) and
-// global average. Parallel over the N*C planes; averages sum rows with SIMD then slide along W.
+// 2-D pooling over NCHW with PyTorch's output-size and divisor rules: max (with argmax indices for
+// training, without for inference), average (count_include_pad both ways, ceil_mode), L2 (OpenFace's
+// SpatialLPPooling, p = 2) and global average. Parallel over the N*C planes; windows are reduced
+// over rows with SIMD, then along each row.
 #pragma once
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "facenet/core/error.hpp"
@@ -121,23 +123,43 @@ void for_each_plane(const pool_geometry& g, std::int64_t scratch_size, F&& f) {
   parallel_tasks<T>(g.planes, std::max(g.H * g.W, g.OH * g.OW), scratch_size, f);
 }
 
-// out[i, j] = sum over the clipped window of v(x), v = identity or square; `colsum` holds W values.
-template <class T, class V>
-void window_sums(const pool_geometry& g, const T* x, T* out, T* colsum, V&& v) {
+// Window reductions, usable on SIMD batches (rows) and scalars (along a row).
+struct sum_op {
+  template <class V>
+  V operator()(const V& a, const V& b) const {
+    return a + b;
+  }
+};
+// max where a NaN wins, as PyTorch's max pooling.
+struct max_op {
+  template <class T>
+  simd::batch<T> operator()(const simd::batch<T>& acc, const simd::batch<T>& v) const {
+    return simd::max_propagate_nan(acc, v);
+  }
+  template <class T, std::enable_if_t<std::is_arithmetic<T>::value, int> = 0>
+  T operator()(T acc, T v) const {
+    return (v > acc || v != v) ? v : acc;
+  }
+};
+
+// out[i, j] = op-reduction of v(x) over the clipped window (v = identity or square): rows are
+// combined with SIMD into `col` (W values), then each output combines its columns.
+template <class T, class V, class Op>
+void window_reduce(const pool_geometry& g, const T* x, T* out, T* col, V&& v, Op op) {
   for (std::int64_t i = 0; i < g.OH; ++i) {
     const std::int64_t r0 = g.rows.begin[i], r1 = g.rows.end[i];
-    simd_map(colsum, x + r0 * g.W, g.W, v);
+    simd_map(col, x + r0 * g.W, g.W, v);
     for (std::int64_t r = r0 + 1; r < r1; ++r)
-      simd_map2(colsum, colsum, x + r * g.W, g.W, [&](auto acc, auto u) { return acc + v(u); });
+      simd_map2(col, col, x + r * g.W, g.W, [&](auto acc, auto u) { return op(acc, v(u)); });
     for (std::int64_t j = 0; j < g.OW; ++j) {
-      T s = T(0);
-      for (std::int64_t c = g.cols.begin[j]; c < g.cols.end[j]; ++c) s += colsum[c];
+      T s = col[g.cols.begin[j]];
+      for (std::int64_t c = g.cols.begin[j] + 1; c < g.cols.end[j]; ++c) s = op(s, col[c]);
       out[i * g.OW + j] = s;
     }
   }
 }
 
-// The adjoint of window_sums: dx[r, c] = sum of coef[i, j] over the windows containing (r, c).
+// The adjoint of summing windows: dx[r, c] = sum of coef[i, j] over the windows containing (r, c).
 template <class T>
 void spread_windows(const pool_geometry& g, const T* coef, T* dx, T* rowbuf) {
   std::fill(dx, dx + g.H * g.W, T(0));
@@ -194,6 +216,21 @@ void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
   });
 }
 
+// Inference max pooling (no indices): rows reduced with SIMD, then along each row. Same values,
+// NaN handling included, as the indexed version.
+template <class T>
+void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y) {
+  const char* k = "max_pool2d_forward";
+  const shape ys = pool2d_output_shape(x.shape(), p, k);
+  detail::require_contiguous(x, k, "x");
+  y.resize(ys);
+  const detail::pool_geometry g(x.shape(), ys, p);
+  detail::for_each_plane<T>(g, g.W, [&](std::int64_t plane, T* col) {
+    detail::window_reduce(g, x.data() + plane * g.H * g.W, y.data() + plane * g.OH * g.OW, col,
+                          [](auto u) { return u; }, detail::max_op{});
+  });
+}
+
 // dx[index] += dy for each output; x_shape is the forward input's shape.
 template <class T>
 void max_pool2d_backward(const Tensor<T>& dy, const Tensor<std::int32_t>& indices, const shape& x_shape,
@@ -237,7 +274,7 @@ void avg_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
   const detail::pool_geometry g(x.shape(), ys, p);
   detail::for_each_plane<T>(g, g.W, [&](std::int64_t plane, T* colsum) {
     T* yp = y.data() + plane * g.OH * g.OW;
-    detail::window_sums(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u; });
+    detail::window_reduce(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u; }, detail::sum_op{});
     for (std::int64_t i = 0; i < g.OH; ++i)
       for (std::int64_t j = 0; j < g.OW; ++j)
         yp[i * g.OW + j] /= static_cast<T>(g.divisor(i, j, p.count_include_pad));
@@ -275,7 +312,7 @@ void l2_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y)
   const T area = static_cast<T>(p.kernel_h * p.kernel_w);
   detail::for_each_plane<T>(g, g.W, [&](std::int64_t plane, T* colsum) {
     T* yp = y.data() + plane * g.OH * g.OW;
-    detail::window_sums(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u * u; });
+    detail::window_reduce(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u * u; }, detail::sum_op{});
     for (std::int64_t i = 0; i < g.OH; ++i)
       for (std::int64_t j = 0; j < g.OW; ++j)
         yp[i * g.OW + j] = std::sqrt(yp[i * g.OW + j] * area / static_cast<T>(g.divisor(i, j, p.count_include_pad)));

@@ -62,6 +62,12 @@ void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
 }
 
 template <class T>
+void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y) {
+  Tensor<std::int32_t> unused;
+  reference::max_pool2d_forward(x, p, y, unused);
+}
+
+template <class T>
 void max_pool2d_backward(const Tensor<T>& dy, const Tensor<std::int32_t>& indices, const shape& x_shape,
                          const pool2d_params& p, Tensor<T>& dx) {
   const shape ys = pool2d_output_shape(x_shape, p);
