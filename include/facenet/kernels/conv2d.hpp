@@ -45,17 +45,18 @@ enum class activation { none, relu };
 namespace detail {
 
 inline conv_geometry conv_geometry_of(const shape& x, const shape& w, const conv2d_params& p, const char* who) {
-  const std::string ctx = std::string(who) + ": input " + x.str() + ", weights " + w.str() + ", " + p.str();
-  FACENET_CHECK(x.rank() == 4, shape_error, ctx + ": input must be rank 4 (NCHW)");
-  FACENET_CHECK(w.rank() == 4, shape_error, ctx + ": weights must be rank 4 (OIHW)");
-  FACENET_CHECK(x[1] == w[1], shape_error, ctx + ": input channels differ from weight input channels");
-  FACENET_CHECK(w[2] > 0 && w[3] > 0, shape_error, ctx + ": empty kernel");
-  FACENET_CHECK(p.stride_h > 0 && p.stride_w > 0, argument_error, ctx + ": strides must be positive");
+  // Built only on failure: this runs on every call of every layer.
+  const auto ctx = [&] { return std::string(who) + ": input " + x.str() + ", weights " + w.str() + ", " + p.str(); };
+  FACENET_CHECK(x.rank() == 4, shape_error, ctx() + ": input must be rank 4 (NCHW)");
+  FACENET_CHECK(w.rank() == 4, shape_error, ctx() + ": weights must be rank 4 (OIHW)");
+  FACENET_CHECK(x[1] == w[1], shape_error, ctx() + ": input channels differ from weight input channels");
+  FACENET_CHECK(w[2] > 0 && w[3] > 0, shape_error, ctx() + ": empty kernel");
+  FACENET_CHECK(p.stride_h > 0 && p.stride_w > 0, argument_error, ctx() + ": strides must be positive");
   FACENET_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, argument_error,
-                ctx + ": padding must be non-negative");
+                ctx() + ": padding must be non-negative");
   conv_geometry g{x[0], x[1], x[2], x[3], w[0], w[2], w[3], 0, 0, p.stride_h, p.stride_w,
                   p.pad_top, p.pad_bottom, p.pad_left, p.pad_right};
-  FACENET_CHECK(g.hp() >= g.kh && g.wp() >= g.kw, shape_error, ctx + ": kernel larger than the padded input");
+  FACENET_CHECK(g.hp() >= g.kh && g.wp() >= g.kw, shape_error, ctx() + ": kernel larger than the padded input");
   g.oh = (g.hp() - g.kh) / g.sh + 1;
   g.ow = (g.wp() - g.kw) / g.sw + 1;
   return g;

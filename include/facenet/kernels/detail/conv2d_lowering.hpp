@@ -102,26 +102,32 @@ void col2im(const conv_geometry& g, const T* col, T* dx) {
       min_iterations(g.kh * g.kw * g.spatial()));
 }
 
-// Zero-padded copy of one image: [c][hp][wp], then zeroed slack.
+// Copies n values; vector copies with an overlapping last vector instead of a scalar tail (GCC turns
+// short copy loops into memmove calls, which dominate on 17-wide rows).
+template <class T>
+inline void copy_row(const T* src, T* dst, std::int64_t n) {
+  constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
+  if (n < w) {
+    for (std::int64_t j = 0; j < n; ++j) dst[j] = src[j];
+    return;
+  }
+  for (std::int64_t j = 0; j + w <= n; j += w) simd::store(dst + j, simd::load(src + j));
+  simd::store(dst + n - w, simd::load(src + n - w));
+}
+
+// Zero-padded copy of one image: [c][hp][wp], then zeroed slack. One bulk clear, then the rows.
 template <class T>
 void pad_image(const conv_geometry& g, const T* x, T* xp) {
   const std::int64_t hp = g.hp(), wp = g.wp();
+  std::memset(static_cast<void*>(xp), 0, static_cast<std::size_t>(g.padded_size()) * sizeof(T));
   parallel::parallel_for(
       0, g.c,
       [&](std::int64_t c) {
-        T* dst = xp + c * hp * wp;
+        T* dst = xp + c * hp * wp + g.pt * wp + g.pl;
         const T* src = x + c * g.h * g.w;
-        std::fill(dst, dst + g.pt * wp, T(0));
-        for (std::int64_t y = 0; y < g.h; ++y) {
-          T* d = dst + (g.pt + y) * wp;
-          std::fill(d, d + g.pl, T(0));
-          std::copy(src + y * g.w, src + (y + 1) * g.w, d + g.pl);
-          std::fill(d + g.pl + g.w, d + wp, T(0));
-        }
-        std::fill(dst + (g.pt + g.h) * wp, dst + hp * wp, T(0));
+        for (std::int64_t y = 0; y < g.h; ++y) copy_row(src + y * g.w, dst + y * wp, g.w);
       },
       min_iterations(hp * wp));
-  std::fill(xp + g.c * hp * wp, xp + g.padded_size(), T(0));
 }
 
 // Entries of the row-offset table: one per B row plus the GEMM's prefetch slack.
@@ -137,23 +143,19 @@ inline void implicit_row_offsets(const conv_geometry& g, std::int64_t plane, std
   for (; r < row_offsets_size(g); ++r) off[r] = off[g.k() - 1];
 }
 
-// dst[j] = act(residual[j] + scale * (src[j] + bias)) (residual optional), vectorised with a partial tail.
+// dst[j] = act(residual[j] + scale * (src[j] + bias)) (residual optional): vectors, then a scalar tail,
+// both through finish_output.
 template <class T>
 void epilogue_row(const T* src, T* dst, std::int64_t n, T bias, const T* residual, T scale, bool relu) {
   using V = simd::batch<T>;
   constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
-  const V b = simd::broadcast(bias), s = simd::broadcast(scale), zero = simd::broadcast(T(0));
-  for (std::int64_t j = 0; j < n; j += w) {
-    const std::size_t len = static_cast<std::size_t>(std::min(w, n - j));
-    const bool full = len == static_cast<std::size_t>(w);
-    V v = (full ? simd::load(src + j) : simd::load_partial(src + j, len)) + b;
-    if (residual) v = simd::fma(s, v, full ? simd::load(residual + j) : simd::load_partial(residual + j, len));
-    if (relu) v = simd::select_gt(v, zero, v, zero);
-    if (full)
-      simd::store(dst + j, v);
-    else
-      simd::store_partial(dst + j, v, len);
+  const V bv = simd::broadcast(bias), sv = simd::broadcast(scale);
+  std::int64_t j = 0;
+  for (; j + w <= n; j += w) {
+    const V r = residual ? simd::load(residual + j) : V(T(0));
+    simd::store(dst + j, finish_output(simd::load(src + j), bv, residual ? &r : nullptr, sv, relu));
   }
+  for (; j < n; ++j) dst[j] = finish_output(src[j], bias, residual ? residual + j : nullptr, scale, relu);
 }
 
 // Everything one image's forward convolution needs besides the data.
@@ -210,7 +212,9 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
     gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, rows, T(0), y, g.spatial(), fuse ? &ep : nullptr);
     return;
   }
-  // Extended output rows (width wp) hold wp - ow discarded columns each; compact and finish in one pass.
+  // Extended output rows (width wp) hold wp - ow discarded columns each; compact and finish in one
+  // pass. (Fusing this into the GEMM's tile store was tried: re-reading a just-stored tile row at
+  // unaligned run offsets defeats store forwarding and cost more than this pass.)
   const std::int64_t wp = g.wp(), en = g.extended_n();
   gemm_run(g.o, en, g.k(), T(1), a.weights, rows, T(0), ws, en, static_cast<const gemm_epilogue<T>*>(nullptr));
   parallel::parallel_for(

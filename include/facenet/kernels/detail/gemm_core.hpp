@@ -201,6 +201,22 @@ struct b_offset_rows {
   }
 };
 
+// The fused output formula, for a SIMD vector or a single value: act(residual + scale * (v + bias)).
+template <class U>
+inline U finish_output(U v, U bias, const U* residual, U scale, bool relu) {
+  v = v + bias;
+  if (residual) v = *residual + scale * v;
+  return relu && v < U(0) ? U(0) : v;
+}
+template <class T>
+inline simd::batch<T> finish_output(simd::batch<T> v, simd::batch<T> bias, const simd::batch<T>* residual,
+                                    simd::batch<T> scale, bool relu) {
+  v = v + bias;
+  if (residual) v = simd::fma(scale, v, *residual);
+  if (relu) v = simd::select_gt(v, simd::broadcast(T(0)), v, simd::broadcast(T(0)));  // not simd::max: GCC 12 warns in it
+  return v;
+}
+
 // What one micro-kernel call writes: C tile at c (rows x cols valid), how to merge, what to fuse.
 template <class T>
 struct tile_store {
@@ -217,27 +233,18 @@ template <class T>
 inline simd::batch<T> finish_value(simd::batch<T> v, const tile_store<T>& s, int i, int col, int n) {
   using V = simd::batch<T>;
   T* p = s.c + i * s.ldc + col;
-  if (s.read_c) {
-    const V old = n == gemm_shape<T>::w ? simd::load(p) : simd::load_partial(p, static_cast<std::size_t>(n));
-    v = simd::fma(simd::broadcast(s.beta), old, v);
-  }
+  const auto load_n = [n](const T* q) {
+    return n == gemm_shape<T>::w ? simd::load(q) : simd::load_partial(q, static_cast<std::size_t>(n));
+  };
+  if (s.read_c) v = simd::fma(simd::broadcast(s.beta), load_n(p), v);
   if (const gemm_epilogue<T>* ep = s.ep) {
-    if (ep->bias) v = v + simd::broadcast(ep->bias[s.row0 + i]);
-    if (ep->residual) {
-      const T* r = ep->residual + (s.row0 + i) * ep->ldr + s.col0 + col;
-      const V rv = n == gemm_shape<T>::w ? simd::load(r) : simd::load_partial(r, static_cast<std::size_t>(n));
-      v = simd::fma(simd::broadcast(ep->residual_scale), v, rv);
-    }
-    if (ep->relu) {
-      const V zero = simd::broadcast(T(0));
-      v = simd::select_gt(v, zero, v, zero);  // not simd::max: GCC 12 warns inside _mm512_max_ps
-    }
+    const V r = ep->residual ? load_n(ep->residual + (s.row0 + i) * ep->ldr + s.col0 + col) : V(T(0));
+    v = finish_output(v, simd::broadcast(ep->bias ? ep->bias[s.row0 + i] : T(0)), ep->residual ? &r : nullptr,
+                      simd::broadcast(ep->residual_scale), ep->relu);
   }
   return v;
 }
 
-// acc[mr][nv] += A panel (mr x kc) * B panel (kc x nr), then merge into C. Full tiles store whole
-// vectors; edge tiles store partial vectors (only the last vector of a row is partial).
 // Operand views the micro-kernel reads through (one generic kernel, specialised per view type).
 // A: element (i, p) of an mr x kc panel; B: row p (nr values) of a kc x nr panel.
 template <class T>
