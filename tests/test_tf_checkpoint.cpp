@@ -191,6 +191,27 @@ TEST(tf_checkpoint_hostile, huge_or_inconsistent_declared_sizes) {
   EXPECT_NE(wrong.find("needs 16 bytes but its entry declares 12"), std::string::npos) << wrong;
 }
 
+TEST(tf_checkpoint_hostile, damaged_index_bytes_never_escape_as_anything_but_facenet_errors) {
+  const std::vector<std::uint8_t> full = facenet::io::read_file_bytes(fixture("irv1_small.index"));
+  auto parse = [](const std::vector<std::uint8_t>& b) {
+    facenet::io::sstable::read_all(facenet::io::byte_reader(b.data(), b.size(), "damaged.index"));
+  };
+  // Every truncation of the footer region, then single-byte damage across the footer and index block
+  // (bounds, varints, restart arrays) and every 50th byte elsewhere (caught by the block CRCs).
+  for (std::size_t n = full.size() - 300; n < full.size(); ++n)
+    EXPECT_THROW(parse(std::vector<std::uint8_t>(full.begin(), full.begin() + static_cast<long>(n))), format_error) << n;
+  for (std::size_t i = 0; i < full.size(); i += (i + 400 >= full.size() ? 1 : 50)) {
+    std::vector<std::uint8_t> b = full;
+    b[i] ^= static_cast<std::uint8_t>(i % 2 ? 0xff : 0x80);
+    try {
+      parse(b);
+    } catch (const facenet::error&) {
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "byte " << i << ": " << e.what();
+    }
+  }
+}
+
 // Protobuf wire-format edge cases, on hand-made bytes.
 TEST(protobuf, nesting_limit_and_malformed_input) {
   using facenet::io::byte_reader;
