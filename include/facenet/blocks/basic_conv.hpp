@@ -1,0 +1,60 @@
+// conv -> BN -> ReLU, the unit both networks are built from. Names: facenet-pytorch's BasicConv2d
+// uses "conv"/"bn" under the block name; NN4 (Keras-OpenFace) uses flat names such as
+// "inception_3a_3x3_conv1"/"inception_3a_3x3_bn1" with no block component.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "facenet/layers/activation.hpp"
+#include "facenet/layers/batch_norm.hpp"
+#include "facenet/layers/conv2d.hpp"
+
+namespace facenet::blocks {
+
+template <class T>
+class basic_conv final : public layers::module<T> {
+ public:
+  basic_conv(const layers::conv2d_options& conv, double bn_eps, std::string conv_name = "conv",
+             std::string bn_name = "bn")
+      : conv_(conv), bn_(conv.out_channels, bn_eps), conv_name_(std::move(conv_name)), bn_name_(std::move(bn_name)) {}
+
+  void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
+    conv_.forward(x, conv_out_, training);
+    bn_.forward(conv_out_, y, training);
+    relu_.forward(y, y, training);  // in place: backward needs only the ReLU output
+  }
+  void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
+    relu_.backward(dy, grad_);
+    bn_.backward(grad_, grad_bn_);
+    conv_.backward(grad_bn_, dx);
+  }
+  void prepare_inference() override { conv_.prepare_fused(&bn_, true); }
+  void infer(const Tensor<T>& x, Tensor<T>& y, layers::workspace<T>& ws) const override { conv_.infer(x, y, ws); }
+
+  void collect(const std::string& prefix, std::vector<layers::parameter<T>>& out) override {
+    conv_.collect(layers::join_name(prefix, conv_name_), out);
+    bn_.collect(layers::join_name(prefix, bn_name_), out);
+  }
+  void clear_cache() override {
+    conv_.clear_cache();
+    bn_.clear_cache();
+    relu_.clear_cache();
+    conv_out_ = Tensor<T>();
+    grad_ = Tensor<T>();
+    grad_bn_ = Tensor<T>();
+  }
+
+  layers::conv2d<T>& conv() noexcept { return conv_; }
+  layers::batch_norm<T>& bn() noexcept { return bn_; }
+
+ private:
+  layers::conv2d<T> conv_;
+  layers::batch_norm<T> bn_;
+  layers::relu<T> relu_;
+  std::string conv_name_, bn_name_;
+  Tensor<T> conv_out_, grad_, grad_bn_;
+};
+
+}  // namespace facenet::blocks

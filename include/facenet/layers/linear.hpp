@@ -1,0 +1,102 @@
+// Fully connected layer (nn.Linear): weight [O, I], optional bias [O]. Inputs of any rank >= 2 are
+// read as [N, I] (x.view(N, -1), as after global pooling); dx gets the input's shape. For inference a
+// following BatchNorm1d can be folded into the weights.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "facenet/kernels/linear.hpp"
+#include "facenet/layers/batch_norm.hpp"
+#include "facenet/layers/module.hpp"
+
+namespace facenet::layers {
+
+template <class T>
+class linear final : public module<T> {
+ public:
+  linear(std::int64_t in_features, std::int64_t out_features, bool with_bias)
+      : weight(shape{out_features, in_features}), weight_grad(shape{out_features, in_features}), has_bias_(with_bias) {
+    FACENET_CHECK(in_features > 0 && out_features > 0, argument_error, "linear: feature counts must be positive");
+    if (with_bias) {
+      bias = Tensor<T>(shape{out_features});
+      bias_grad = Tensor<T>(shape{out_features});
+    }
+  }
+
+  void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
+    x_ = x;
+    kernels::linear_forward(x, weight, bias, y);
+  }
+  void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
+    require_forward_cache(x_, "linear");
+    // Without a bias the kernel's bias gradient lands in scratch and is dropped.
+    kernels::linear_backward_weight(dy, x_, weight_grad, has_bias_ ? bias_grad : unused_bias_grad_);
+    kernels::linear_backward_data(dy, x_, weight, dx);
+  }
+
+  // `bn` (may be null) is folded into a private copy of the weights used by infer().
+  void prepare_fused(const batch_norm<T>* bn) {
+    if (bn) {
+      folded_w_ = Tensor<T>();
+      folded_b_ = Tensor<T>();
+      bn->fold_into(weight, bias, folded_w_, folded_b_);
+    } else {
+      folded_w_ = weight.clone();
+      folded_b_ = has_bias_ ? bias.clone() : Tensor<T>();
+    }
+  }
+  void prepare_inference() override { prepare_fused(nullptr); }
+  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>&) const override {
+    FACENET_CHECK(!folded_w_.empty(), argument_error, "linear: infer() before prepare_inference()");
+    kernels::linear_forward(x, folded_w_, folded_b_, y);
+  }
+
+  void collect(const std::string& prefix, std::vector<parameter<T>>& out) override {
+    out.push_back({join_name(prefix, "weight"), &weight, &weight_grad});
+    if (has_bias_) out.push_back({join_name(prefix, "bias"), &bias, &bias_grad});
+  }
+  void clear_cache() override { x_ = Tensor<T>(); }
+
+  Tensor<T> weight, bias, weight_grad, bias_grad;
+
+ private:
+  bool has_bias_;
+  Tensor<T> x_, unused_bias_grad_, folded_w_, folded_b_;
+};
+
+// Linear followed by BatchNorm1d (IRv1's last_linear + last_bn): one module so inference can fold.
+template <class T>
+class linear_bn final : public module<T> {
+ public:
+  linear_bn(std::int64_t in, std::int64_t out, bool with_bias, double eps, std::string linear_name, std::string bn_name)
+      : linear_(in, out, with_bias), bn_(out, eps), linear_name_(std::move(linear_name)), bn_name_(std::move(bn_name)) {}
+
+  void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
+    linear_.forward(x, mid_, training);
+    bn_.forward(mid_, y, training);
+  }
+  void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
+    bn_.backward(dy, grad_);
+    linear_.backward(grad_, dx);
+  }
+  void prepare_inference() override { linear_.prepare_fused(&bn_); }
+  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override { linear_.infer(x, y, ws); }
+  void collect(const std::string& prefix, std::vector<parameter<T>>& out) override {
+    linear_.collect(join_name(prefix, linear_name_), out);
+    bn_.collect(join_name(prefix, bn_name_), out);
+  }
+  void clear_cache() override {
+    linear_.clear_cache();
+    bn_.clear_cache();
+    mid_ = grad_ = Tensor<T>();
+  }
+
+ private:
+  linear<T> linear_;
+  batch_norm<T> bn_;
+  std::string linear_name_, bn_name_;
+  Tensor<T> mid_, grad_;
+};
+
+}  // namespace facenet::layers

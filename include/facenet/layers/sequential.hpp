@@ -1,0 +1,82 @@
+// Children applied in order; each child's output buffer is owned here so what the children cached for
+// backward stays valid until the next forward.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "facenet/layers/module.hpp"
+
+namespace facenet::layers {
+
+template <class T>
+class sequential final : public module<T> {
+ public:
+  // `name` is the child's state_dict component ("0", "conv2d_1a", or "" for none).
+  template <class M>
+  M& add(std::string name, std::unique_ptr<M> child) {
+    M& ref = *child;
+    children_.push_back({std::move(name), std::move(child)});
+    outs_.emplace_back();
+    return ref;
+  }
+  std::size_t size() const noexcept { return children_.size(); }
+  module<T>& child(std::size_t i) { return *children_.at(i).second; }
+
+  void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
+    require_children();
+    const Tensor<T>* in = &x;
+    for (std::size_t i = 0; i + 1 < children_.size(); ++i) {
+      children_[i].second->forward(*in, outs_[i], training);
+      in = &outs_[i];
+    }
+    children_.back().second->forward(*in, y, training);
+  }
+
+  void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
+    require_children();
+    const Tensor<T>* g = &dy;
+    for (std::size_t i = children_.size() - 1; i > 0; --i) {
+      Tensor<T>& out = grads_[i % 2];
+      children_[i].second->backward(*g, out);
+      g = &out;
+    }
+    children_.front().second->backward(*g, dx);
+  }
+
+  void prepare_inference() override {
+    for (auto& c : children_) c.second->prepare_inference();
+  }
+
+  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override {
+    require_children();
+    workspace_scope<T> scope(ws);
+    Tensor<T>* buf[2] = {&ws.take(), &ws.take()};
+    const Tensor<T>* in = &x;
+    for (std::size_t i = 0; i + 1 < children_.size(); ++i) {
+      children_[i].second->infer(*in, *buf[i % 2], ws);
+      in = buf[i % 2];
+    }
+    children_.back().second->infer(*in, y, ws);
+  }
+
+  void collect(const std::string& prefix, std::vector<parameter<T>>& out) override {
+    for (auto& c : children_) c.second->collect(join_name(prefix, c.first), out);
+  }
+  void clear_cache() override {
+    for (auto& c : children_) c.second->clear_cache();
+    for (auto& o : outs_) o = Tensor<T>();
+    for (auto& g : grads_) g = Tensor<T>();
+  }
+
+ private:
+  void require_children() const {
+    FACENET_CHECK(!children_.empty(), argument_error, "sequential: no layers");
+  }
+  std::vector<std::pair<std::string, module_ptr<T>>> children_;
+  std::vector<Tensor<T>> outs_;
+  Tensor<T> grads_[2];
+};
+
+}  // namespace facenet::layers

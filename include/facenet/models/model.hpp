@@ -1,0 +1,231 @@
+// What every embedding network shares: a root module, named parameters, loading from / exporting to
+// an io::tensor_map with exact name and shape checks, training passes, and the `embedder` inference
+// object (BN folded, weights packed once, thread-safe concurrent embed() with pooled workspaces).
+#pragma once
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "facenet/core/error.hpp"
+#include "facenet/core/tensor.hpp"
+#include "facenet/io/tensor_map.hpp"
+#include "facenet/layers/module.hpp"
+#include "facenet/layers/sequential.hpp"
+
+namespace facenet::models {
+
+// Static facts about an architecture, also written to weight-file metadata.
+struct model_info {
+  std::string architecture;  // "nn4_small2", "inception_resnet_v1"
+  std::int64_t input_size = 0;
+  std::int64_t embedding_size = 0;
+  double bn_eps = 0;
+};
+
+namespace detail {
+
+// PyTorch state_dicts carry BN step counters that no forward pass reads.
+inline bool ignorable_tensor(const std::string& name) {
+  const std::string suffix = "num_batches_tracked";
+  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+inline std::string list_names(const std::vector<std::string>& names, std::size_t limit = 12) {
+  std::string s;
+  for (std::size_t i = 0; i < names.size() && i < limit; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > limit) s += ", ... (" + std::to_string(names.size()) + " in all)";
+  return s;
+}
+
+}  // namespace detail
+
+template <class T>
+class model {
+ public:
+  virtual ~model() = default;
+  model(const model&) = delete;
+  model& operator=(const model&) = delete;
+
+  virtual model_info info() const = 0;
+  // A new model of the same architecture and configuration (parameters not copied).
+  virtual std::unique_ptr<model> make_like() const = 0;
+
+  // x: [N, 3, S, S]; y: [N, E] (embeddings, or logits when a classifier head is configured).
+  void forward(const Tensor<T>& x, Tensor<T>& y, bool training) {
+    check_input(x);
+    root_.forward(x, out_, training);
+    y.resize(out_.shape());
+    y.copy_from(out_);  // out_ stays untouched for backward whatever the caller does with y
+  }
+  // dy: gradient w.r.t. the last forward's output. Overwrites every parameter gradient; dx gets the
+  // gradient w.r.t. the input.
+  void backward(const Tensor<T>& dy, Tensor<T>& dx) {
+    FACENET_CHECK(!out_.empty(), argument_error, info().architecture + ": backward called before forward");
+    check_shape(dy, out_.shape(), info().architecture + " backward dy");
+    root_.backward(dy, dx);
+  }
+  // Releases the activations cached by the last forward.
+  void clear_cache() {
+    root_.clear_cache();
+    out_ = Tensor<T>();
+  }
+
+  // Every parameter and buffer under its reference state_dict name (grad null for buffers).
+  std::vector<layers::parameter<T>> parameters() {
+    std::vector<layers::parameter<T>> out;
+    root_.collect("", out);
+    return out;
+  }
+  // Learnable parameters only (BN running statistics excluded), as PyTorch's parameters() counts.
+  std::int64_t parameter_count() {
+    std::int64_t n = 0;
+    for (const auto& p : parameters())
+      if (p.grad) n += p.value->numel();
+    return n;
+  }
+
+  // Copies every tensor from `weights`, checking that the names and shapes are exactly the model's.
+  void load(const io::tensor_map& weights) {
+    auto params = parameters();
+    std::vector<std::string> missing, misshaped, extra;
+    std::set<std::string> known;
+    for (const auto& p : params) {
+      known.insert(p.name);
+      if (!weights.contains(p.name))
+        missing.push_back(p.name);
+      else if (weights.at(p.name).shape() != p.value->shape())
+        misshaped.push_back(p.name + " (expected " + p.value->shape().str() + ", got " + weights.at(p.name).shape().str() +
+                            ")");
+    }
+    for (const auto& e : weights.entries())
+      if (!known.count(e.name) && !detail::ignorable_tensor(e.name)) extra.push_back(e.name);
+    std::string problems;
+    if (!missing.empty()) problems += "; missing: " + detail::list_names(missing);
+    if (!misshaped.empty()) problems += "; mis-shaped: " + detail::list_names(misshaped);
+    if (!extra.empty()) problems += "; unexpected: " + detail::list_names(extra);
+    FACENET_CHECK(problems.empty(), format_error,
+                  info().architecture + ": weights do not match the model" + problems);
+    for (auto& p : params) {
+      const Tensor<float>& src = weights.at(p.name);
+      FACENET_CHECK(src.is_contiguous(), format_error, info().architecture + ": tensor '" + p.name + "' is not contiguous");
+      std::transform(src.begin(), src.end(), p.value->begin(), [](float v) { return static_cast<T>(v); });
+    }
+  }
+
+  // Parameters and buffers as float32 under their reference names, plus architecture metadata.
+  io::tensor_map export_weights() {
+    io::tensor_map map;
+    for (const auto& p : parameters()) {
+      Tensor<float> t = Tensor<float>::uninitialized(p.value->shape());
+      std::transform(p.value->begin(), p.value->end(), t.begin(), [](T v) { return static_cast<float>(v); });
+      map.add(p.name, std::move(t));
+    }
+    const model_info i = info();
+    map.metadata["architecture"] = i.architecture;
+    map.metadata["input_size"] = std::to_string(i.input_size);
+    map.metadata["embedding_size"] = std::to_string(i.embedding_size);
+    map.metadata["bn_eps"] = std::to_string(i.bn_eps);
+    return map;
+  }
+
+  // Same architecture and configuration assumed (make_like()); copies values, not handles.
+  void copy_parameters_from(model& other) {
+    auto dst = parameters(), src = other.parameters();
+    FACENET_CHECK(dst.size() == src.size(), argument_error, info().architecture + ": cannot copy parameters of a different model");
+    for (std::size_t i = 0; i < dst.size(); ++i) {
+      FACENET_CHECK(dst[i].name == src[i].name && dst[i].value->shape() == src[i].value->shape(), argument_error,
+                    info().architecture + ": parameter '" + dst[i].name + "' does not match '" + src[i].name + "'");
+      dst[i].value->copy_from(*src[i].value);
+    }
+  }
+
+  layers::sequential<T>& root() noexcept { return root_; }
+  const layers::sequential<T>& root() const noexcept { return root_; }
+
+ protected:
+  model() = default;
+  void check_input(const Tensor<T>& x) const {
+    const model_info i = info();
+    FACENET_CHECK(x.rank() == 4 && x.size(0) > 0 && x.size(1) == 3 && x.size(2) == i.input_size &&
+                      x.size(3) == i.input_size,
+                  shape_error,
+                  i.architecture + ": expected input [N, 3, " + std::to_string(i.input_size) + ", " +
+                      std::to_string(i.input_size) + "] with N >= 1, got " + x.shape().str());
+    x.require_contiguous((i.architecture + " input").c_str());
+  }
+
+  layers::sequential<T> root_;
+  Tensor<T> out_;
+};
+
+// Inference on a private copy of a model: BN folded into the convs, weights packed once, and a pool of
+// workspaces so concurrent embed() calls are safe and, after each workspace has seen the largest batch,
+// allocation-free.
+template <class T>
+class embedder {
+ public:
+  explicit embedder(model<T>& source) : model_(source.make_like()) {
+    model_->copy_parameters_from(source);
+    model_->root().prepare_inference();
+  }
+
+  // x: [N, 3, S, S] -> y: [N, E]. Safe to call from several threads at once.
+  void embed(const Tensor<T>& x, Tensor<T>& y) const {
+    check_input(x);
+    lease ws(*this);
+    model_->root().infer(x, y, *ws.get());
+  }
+  Tensor<T> embed(const Tensor<T>& x) const {
+    Tensor<T> y;
+    embed(x, y);
+    return y;
+  }
+
+  model_info info() const { return model_->info(); }
+
+ private:
+  // A workspace borrowed from the pool for one call, returned even when the call throws.
+  class lease {
+   public:
+    explicit lease(const embedder& e) : e_(e), ws_(e.acquire()) {}
+    ~lease() { e_.release(std::move(ws_)); }
+    lease(const lease&) = delete;
+    lease& operator=(const lease&) = delete;
+    layers::workspace<T>* get() const noexcept { return ws_.get(); }
+
+   private:
+    const embedder& e_;
+    std::unique_ptr<layers::workspace<T>> ws_;
+  };
+
+  void check_input(const Tensor<T>& x) const {
+    const model_info i = model_->info();
+    FACENET_CHECK(x.rank() == 4 && x.size(0) > 0 && x.size(1) == 3 && x.size(2) == i.input_size &&
+                      x.size(3) == i.input_size && x.is_contiguous(),
+                  shape_error,
+                  i.architecture + " embed: expected a contiguous input [N, 3, " + std::to_string(i.input_size) + ", " +
+                      std::to_string(i.input_size) + "] with N >= 1, got " + x.shape().str());
+  }
+  std::unique_ptr<layers::workspace<T>> acquire() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (pool_.empty()) return std::make_unique<layers::workspace<T>>();
+    auto ws = std::move(pool_.back());
+    pool_.pop_back();
+    return ws;
+  }
+  void release(std::unique_ptr<layers::workspace<T>> ws) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pool_.push_back(std::move(ws));
+  }
+
+  std::unique_ptr<model<T>> model_;
+  mutable std::mutex mutex_;
+  mutable std::vector<std::unique_ptr<layers::workspace<T>>> pool_;
+};
+
+}  // namespace facenet::models
