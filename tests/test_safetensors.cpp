@@ -212,3 +212,17 @@ TEST(safetensors_hostile, offsets_and_sizes_are_checked) {
 TEST(safetensors_hostile, missing_file_is_an_io_error) {
   EXPECT_FACENET_ERROR(load_safetensors("/nonexistent/dir/x.safetensors"), io_error, "cannot open");
 }
+
+TEST(safetensors_hostile, every_single_byte_corruption_is_caught_or_harmless) {
+  const std::string bytes = facenet::testing::read_bytes(io_fixture("sample.safetensors"));
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    for (const char mask : {'\x01', '\x80'}) {
+      std::string b = bytes;
+      b[i] = static_cast<char>(b[i] ^ mask);
+      try {
+        parse_bytes(b);
+      } catch (const facenet::error&) {
+      }
+    }
+  }
+}

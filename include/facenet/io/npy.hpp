@@ -258,18 +258,22 @@ inline tensor_map load_npy(const std::string& path) {
 }
 
 // .npz: a zip of .npy members (stored or deflated); tensor names are the member names without ".npy".
-inline tensor_map load_npz(const std::string& path) {
-  const zip_file z(path);
+inline tensor_map parse_npz(byte_span bytes, const std::string& what) {
+  const zip_archive z(bytes, what);
   tensor_map out;
-  for (const auto& e : z.archive().entries()) {
+  for (const auto& e : z.entries()) {
     FACENET_CHECK(e.name.size() > 4 && e.name.compare(e.name.size() - 4, 4, ".npy") == 0, format_error,
-                  path + ": member '" + e.name + "' is not a .npy file");
-    const std::vector<std::uint8_t> data = z.archive().read(e);
-    const std::string name = e.name.substr(0, e.name.size() - 4);
-    named_tensor nt = parse_npy_array({data.data(), data.size()}, path + ":" + e.name, name);
+                  what + ": member '" + e.name + "' is not a .npy file");
+    const std::vector<std::uint8_t> data = z.read(e);
+    named_tensor nt = parse_npy_array({data.data(), data.size()}, what + ":" + e.name, e.name.substr(0, e.name.size() - 4));
     out.add(std::move(nt.name), std::move(nt.value), std::move(nt.source_dtype));
   }
   return out;
+}
+
+inline tensor_map load_npz(const std::string& path) {
+  const mapped_file file(path);
+  return parse_npz(file.bytes(), path);
 }
 
 }  // namespace facenet::io
