@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "facenet/kernels/l2_normalize.hpp"
 #include "facenet/kernels/reference/triplet.hpp"
 #include "facenet/kernels/triplet.hpp"
 #include "facenet/loss/triplet.hpp"
@@ -24,17 +25,6 @@ std::vector<triplet> random_triplets(std::int64_t n, std::int64_t m, std::uint32
   std::vector<triplet> t;
   for (std::int64_t i = 0; i < m; ++i) t.push_back({pick(rng), pick(rng), pick(rng)});
   return t;
-}
-
-template <class T>
-Tensor<T> l2_normalize_rows(const Tensor<T>& x) {
-  Tensor<T> y = x.clone();
-  for (std::int64_t i = 0; i < x.size(0); ++i) {
-    T s = 0;
-    for (std::int64_t k = 0; k < x.size(1); ++k) s += x(i, k) * x(i, k);
-    for (std::int64_t k = 0; k < x.size(1); ++k) y(i, k) = x(i, k) / std::sqrt(s);
-  }
-  return y;
 }
 
 }  // namespace
@@ -100,24 +90,21 @@ TEST(triplet_loss, gradient_check_double) {
 }
 
 TEST(triplet_loss, gradient_check_through_l2_normalization) {
+  // The training composition: embeddings = l2_normalize(x), gradient chained through
+  // kernels::l2_normalize_backward.
   Tensor<double> x = random_tensor<double>({8, 6}, 21);
   const auto t = random_triplets(8, 24, 9);
   auto loss = [&] {
-    Tensor<double> p;
-    return fk::triplet_loss_forward(l2_normalize_rows(x), t, 1.0, p);
+    Tensor<double> y, p;
+    fk::l2_normalize_forward(x, y);
+    return fk::triplet_loss_forward(y, t, 1.0, p);
   };
-  const Tensor<double> y = l2_normalize_rows(x);
-  Tensor<double> per, gy;
+  Tensor<double> y, per, gy, gx;
+  fk::l2_normalize_forward(x, y);
   fk::triplet_loss_forward(y, t, 1.0, per);
   fk::triplet_loss_backward(y, t, per, 1.0, gy);
-  // Chain through y = x / |x|: dx = (gy - y (y . gy)) / |x|.
-  Tensor<double> gx({8, 6});
-  for (std::int64_t i = 0; i < 8; ++i) {
-    double norm = 0, dot = 0;
-    for (std::int64_t k = 0; k < 6; ++k) norm += x(i, k) * x(i, k), dot += y(i, k) * gy(i, k);
-    for (std::int64_t k = 0; k < 6; ++k) gx(i, k) = (gy(i, k) - y(i, k) * dot) / std::sqrt(norm);
-  }
-  facenet::testing::check_gradient(x, gx, loss, "triplet through l2", 1e-6);
+  fk::l2_normalize_backward(gy, x, gx);
+  facenet::testing::check_gradient(x, gx, loss, "triplet through l2_normalize", 1e-6);
 }
 
 TEST(triplet_loss, rejects_bad_input) {
@@ -139,7 +126,8 @@ TEST(triplet_loss, rejects_bad_input) {
 
 TEST(triplet_loss, objective_mines_and_differentiates) {
   // 4 identities x 3 images, embeddings normalized; batch-all selects only violating triplets.
-  const Tensor<double> e = l2_normalize_rows(random_tensor<double>({12, 16}, 8));
+  Tensor<double> e;
+  fk::l2_normalize_forward(random_tensor<double>({12, 16}, 8), e);
   std::vector<int> labels;
   for (int i = 0; i < 12; ++i) labels.push_back(i / 3);
   facenet::loss::triplet_loss<double> obj({facenet::loss::mining_strategy::batch_all, 0.2});
@@ -226,20 +214,17 @@ std::vector<double> toy_input(const toy_identities& ids, int id, std::mt19937& r
   return x;
 }
 
-// embeddings = l2_normalize(x W^T): forward, and the gradient w.r.t. W given d loss / d embeddings.
+// embeddings = l2_normalize(x W^T); `pre` receives x W^T for the backward pass.
 Tensor<float> embed(const Tensor<float>& w, const std::vector<std::vector<double>>& xs, Tensor<float>* pre = nullptr) {
   const std::int64_t n = static_cast<std::int64_t>(xs.size()), d = w.size(0), in = w.size(1);
-  Tensor<float> z({n, d}), e({n, d});
-  for (std::int64_t i = 0; i < n; ++i) {
-    double s = 0;
+  Tensor<float> z({n, d}), e;
+  for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t j = 0; j < d; ++j) {
       double v = 0;
       for (std::int64_t k = 0; k < in; ++k) v += w(j, k) * xs[i][k];
       z(i, j) = static_cast<float>(v);
-      s += v * v;
     }
-    for (std::int64_t j = 0; j < d; ++j) e(i, j) = static_cast<float>(z(i, j) / std::sqrt(s));
-  }
+  fk::l2_normalize_forward(z, e);
   if (pre) *pre = z;
   return e;
 }
@@ -285,15 +270,12 @@ TEST(triplet_training, loss_falls_and_held_out_verification_improves) {
     if (step < 10) first += r.loss / 10;
     if (step >= 140) last += r.loss / 10;
     // Back through the normalization and the projection.
+    Tensor<float> gz;
+    fk::l2_normalize_backward(ge, z, gz);
     gw.zero();
-    for (std::int64_t i = 0; i < e.size(0); ++i) {
-      double norm = 0, dot = 0;
-      for (std::int64_t j = 0; j < 8; ++j) norm += double(z(i, j)) * z(i, j), dot += double(e(i, j)) * ge(i, j);
-      for (std::int64_t j = 0; j < 8; ++j) {
-        const double gz = (ge(i, j) - e(i, j) * dot) / std::sqrt(norm);
-        for (std::int64_t k = 0; k < 24; ++k) gw(j, k) += static_cast<float>(gz * xs[i][k]);
-      }
-    }
+    for (std::int64_t i = 0; i < e.size(0); ++i)
+      for (std::int64_t j = 0; j < 8; ++j)
+        for (std::int64_t k = 0; k < 24; ++k) gw(j, k) += static_cast<float>(gz(i, j) * xs[i][k]);
     opt.set_lr(schedule.lr(step));
     opt.step();
   }

@@ -1,5 +1,6 @@
 // Softmax cross-entropy over classifier logits [N, C] with integer labels: the identity-classification
-// objective of davidsandberg's train_softmax (the recipe behind the best published FaceNet models).
+// objective of davidsandberg's train_softmax (the recipe behind the best published FaceNet models),
+// on top of kernels::log_softmax_forward.
 //   loss = mean_i -log softmax(z_i)[y_i];   d loss / d z_i = (softmax(z_i) - onehot(y_i)) / N
 #pragma once
 
@@ -12,6 +13,7 @@
 #include "facenet/core/error.hpp"
 #include "facenet/core/parallel.hpp"
 #include "facenet/core/tensor.hpp"
+#include "facenet/kernels/softmax.hpp"
 
 namespace facenet::loss {
 
@@ -34,43 +36,34 @@ struct classification_stats {
   double accuracy = 0;  // fraction of rows whose arg-max logit is the label
 };
 
-// Writes softmax(logits) into probs ([N, C]) for the backward pass; returns mean loss and accuracy.
+// Writes log_softmax(logits) into log_probs ([N, C]) for the backward pass; returns the mean loss
+// and the accuracy.
 template <class T>
-classification_stats softmax_cross_entropy_forward(const Tensor<T>& logits, const std::vector<int>& labels, Tensor<T>& probs) {
+classification_stats softmax_cross_entropy_forward(const Tensor<T>& logits, const std::vector<int>& labels, Tensor<T>& log_probs) {
   detail::check_logits(logits, labels, "softmax_cross_entropy_forward");
+  kernels::log_softmax_forward(logits, log_probs);
   const std::int64_t n = logits.size(0), c = logits.size(1);
-  probs.resize({n, c});
-  std::vector<double> row_loss(static_cast<std::size_t>(n));
-  std::vector<char> correct(static_cast<std::size_t>(n));
-  parallel::parallel_for(0, n, [&](std::int64_t i) {
-    const T* z = logits.data() + i * c;
-    T* p = probs.data() + i * c;
-    const std::int64_t arg = std::max_element(z, z + c) - z;
-    const T zmax = z[arg];
-    double sum = 0;  // shifted by the max so exp never overflows
-    for (std::int64_t k = 0; k < c; ++k) sum += std::exp(static_cast<double>(z[k] - zmax));
-    const double log_sum = std::log(sum);
-    for (std::int64_t k = 0; k < c; ++k) p[k] = static_cast<T>(std::exp(static_cast<double>(z[k] - zmax) - log_sum));
-    row_loss[i] = log_sum - static_cast<double>(z[labels[i]] - zmax);
-    correct[i] = arg == labels[i];
-  });
   classification_stats s;
-  for (std::int64_t i = 0; i < n; ++i) s.loss += row_loss[i], s.accuracy += correct[i];
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T* z = logits.data() + i * c;
+    s.loss -= static_cast<double>(log_probs.data()[i * c + labels[i]]);
+    s.accuracy += (std::max_element(z, z + c) - z) == labels[i];
+  }
   if (n) s.loss /= static_cast<double>(n), s.accuracy /= static_cast<double>(n);
   return s;
 }
 
-// grad_logits = grad_loss * (probs - onehot(labels)) / N.
+// grad_logits = grad_loss * (exp(log_probs) - onehot(labels)) / N.
 template <class T>
-void softmax_cross_entropy_backward(const Tensor<T>& probs, const std::vector<int>& labels, T grad_loss, Tensor<T>& grad_logits) {
-  detail::check_logits(probs, labels, "softmax_cross_entropy_backward");
-  const std::int64_t n = probs.size(0), c = probs.size(1);
+void softmax_cross_entropy_backward(const Tensor<T>& log_probs, const std::vector<int>& labels, T grad_loss, Tensor<T>& grad_logits) {
+  detail::check_logits(log_probs, labels, "softmax_cross_entropy_backward");
+  const std::int64_t n = log_probs.size(0), c = log_probs.size(1);
   grad_logits.resize({n, c});
   const T scale = grad_loss / static_cast<T>(n);
   parallel::parallel_for(0, n, [&](std::int64_t i) {
-    const T* p = probs.data() + i * c;
+    const T* lp = log_probs.data() + i * c;
     T* g = grad_logits.data() + i * c;
-    for (std::int64_t k = 0; k < c; ++k) g[k] = scale * (p[k] - (k == labels[i] ? T(1) : T(0)));
+    for (std::int64_t k = 0; k < c; ++k) g[k] = scale * (std::exp(lp[k]) - (k == labels[i] ? T(1) : T(0)));
   });
 }
 
