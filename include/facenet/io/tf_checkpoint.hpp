@@ -178,6 +178,7 @@ class shard_file {
     FACENET_CHECK(in_, io_error, "cannot open checkpoint data file '" + path_ + "'");
     size_ = static_cast<std::int64_t>(in_.tellg());
   }
+  const std::string& path() const noexcept { return path_; }
   std::vector<std::uint8_t> read(std::int64_t offset, std::int64_t n, const std::string& tensor) {
     FACENET_CHECK(offset >= 0 && n >= 0 && offset <= size_ && n <= size_ - offset, format_error,
                   path_ + ": tensor '" + tensor + "' at offset " + std::to_string(offset) + " with " + std::to_string(n) +
@@ -193,6 +194,46 @@ class shard_file {
   std::string path_;
   std::ifstream in_;
   std::int64_t size_ = 0;
+};
+
+// Reads the tensors an index names from the data shards, opening each shard on first use.
+class bundle_data {
+ public:
+  bundle_data(std::string prefix, std::string index_path, std::int64_t num_shards)
+      : prefix_(std::move(prefix)), index_path_(std::move(index_path)), shards_(static_cast<std::size_t>(num_shards)) {}
+
+  Tensor<float> read(const std::string& name, const bundle_entry& e) {
+    FACENET_CHECK(!e.sliced, unsupported_error, index_path_ + ": tensor '" + name + "' is a partitioned (sliced) variable");
+    FACENET_CHECK(e.shard_id >= 0 && e.shard_id < static_cast<std::int64_t>(shards_.size()), format_error,
+                  index_path_ + ": tensor '" + name + "' names shard " + std::to_string(e.shard_id) + " of " +
+                      std::to_string(shards_.size()));
+    const std::int64_t numel = checked_numel(e.dims, index_path_, name);
+    const std::int64_t bytes = numel * float_dtype_size(e.dtype);
+    FACENET_CHECK(bytes == e.size, format_error,
+                  index_path_ + ": tensor '" + name + "' of " + float_dtype_name(e.dtype) + " shape " + e.dims.str() +
+                      " needs " + std::to_string(bytes) + " bytes but its entry declares " + std::to_string(e.size));
+    shard_file& shard = open(e.shard_id);
+    const std::vector<std::uint8_t> raw = shard.read(e.offset, e.size, name);
+    if (e.has_crc) {
+      const std::uint32_t crc = crc32c_mask(crc32c(raw.data(), raw.size()));
+      FACENET_CHECK(crc == e.crc32c, format_error,
+                    shard.path() + " at offset " + std::to_string(e.offset) + ": tensor '" + name +
+                        "' checksum mismatch (index says " + std::to_string(e.crc32c) + ", data gives " + std::to_string(crc) + ")");
+    }
+    Tensor<float> t = Tensor<float>::uninitialized(e.dims);
+    decode_float_elements(e.dtype, raw.data(), numel, t.data());
+    return t;
+  }
+
+ private:
+  shard_file& open(std::int64_t id) {
+    auto& shard = shards_[static_cast<std::size_t>(id)];
+    if (!shard) shard = std::make_unique<shard_file>(shard_path(prefix_, id, static_cast<std::int64_t>(shards_.size())));
+    return *shard;
+  }
+
+  std::string prefix_, index_path_;
+  std::vector<std::unique_ptr<shard_file>> shards_;
 };
 
 inline void append_skipped(tensor_map& out, const std::string& name) {
@@ -221,36 +262,12 @@ inline tensor_map read_tf_checkpoint(const std::string& prefix) {
 
   tensor_map out;
   out.metadata["source_format"] = "tf-checkpoint";
-  std::vector<std::unique_ptr<tf::shard_file>> shards(static_cast<std::size_t>(header.num_shards));
+  tf::bundle_data data(prefix, index_path, header.num_shards);
   for (std::size_t i = 1; i < entries.size(); ++i) {
     const std::string& name = entries[i].first;
     const tf::bundle_entry e = tf::parse_bundle_entry(message(entries[i].second), name);
-    if (tf::float_dtype_size(e.dtype) == 0) {
-      tf::append_skipped(out, name);
-      continue;
-    }
-    FACENET_CHECK(!e.sliced, unsupported_error, index_path + ": tensor '" + name + "' is a partitioned (sliced) variable");
-    FACENET_CHECK(e.shard_id >= 0 && e.shard_id < header.num_shards, format_error,
-                  index_path + ": tensor '" + name + "' names shard " + std::to_string(e.shard_id) + " of " +
-                      std::to_string(header.num_shards));
-    const std::int64_t numel = tf::checked_numel(e.dims, index_path, name);
-    const std::int64_t bytes = numel * tf::float_dtype_size(e.dtype);
-    FACENET_CHECK(bytes == e.size, format_error,
-                  index_path + ": tensor '" + name + "' of " + tf::float_dtype_name(e.dtype) + " shape " + e.dims.str() +
-                      " needs " + std::to_string(bytes) + " bytes but its entry declares " + std::to_string(e.size));
-    auto& shard = shards[static_cast<std::size_t>(e.shard_id)];
-    if (!shard) shard = std::make_unique<tf::shard_file>(tf::shard_path(prefix, e.shard_id, header.num_shards));
-    const std::vector<std::uint8_t> raw = shard->read(e.offset, e.size, name);
-    if (e.has_crc) {
-      const std::uint32_t crc = crc32c_mask(crc32c(raw.data(), raw.size()));
-      FACENET_CHECK(crc == e.crc32c, format_error,
-                    tf::shard_path(prefix, e.shard_id, header.num_shards) + " at offset " + std::to_string(e.offset) +
-                        ": tensor '" + name + "' checksum mismatch (index says " + std::to_string(e.crc32c) +
-                        ", data gives " + std::to_string(crc) + ")");
-    }
-    Tensor<float> t = Tensor<float>::uninitialized(e.dims);
-    tf::decode_float_elements(e.dtype, raw.data(), numel, t.data());
-    out.add(name, std::move(t), tf::float_dtype_name(e.dtype));
+    if (tf::float_dtype_size(e.dtype) == 0) tf::append_skipped(out, name);
+    else out.add(name, data.read(name, e), tf::float_dtype_name(e.dtype));
   }
   return out;
 }

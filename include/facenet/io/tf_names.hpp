@@ -96,9 +96,10 @@ inline Tensor<float> permuted(const Tensor<float>& src, const std::vector<int>& 
   for (int i = 0; i < rank; ++i) s.push_back(src.shape()[perm[static_cast<std::size_t>(i)]]);
   Tensor<float> out = Tensor<float>::uninitialized(s);
   std::int64_t src_strides[facenet::shape::max_rank];
-  for (int i = rank - 1, st = 1; i >= 0; --i) {
+  std::int64_t st = 1;
+  for (int i = rank - 1; i >= 0; --i) {
     src_strides[i] = st;
-    st *= static_cast<int>(src.shape()[i]);
+    st *= src.shape()[i];
   }
   std::int64_t idx[facenet::shape::max_rank] = {};
   for (std::int64_t k = 0, n = out.numel(); k < n; ++k) {
