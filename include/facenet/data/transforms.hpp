@@ -43,6 +43,9 @@ void resize_area(const basic_image<T>& src, const rect& r, int out_w, int out_h,
     x0[ox] = r.x0 + detail::adaptive_start(ox, in_w, out_w);
     x1[ox] = r.x0 + detail::adaptive_end(ox, in_w, out_w);
   }
+  // Threads only pay off with enough reads per thread; MTCNN's 24x24 crops stay on one thread.
+  const std::int64_t reads_per_row = static_cast<std::int64_t>(in_w + out_w) * (in_h / out_h + 1) * c;
+  const std::int64_t min_rows = std::max<std::int64_t>(1, (std::int64_t(1) << 17) / std::max<std::int64_t>(reads_per_row, 1));
   parallel::parallel_for(0, out_h, [&](std::int64_t oy) {
     const int y0 = r.y0 + detail::adaptive_start(static_cast<int>(oy), in_h, out_h);
     const int y1 = r.y0 + detail::adaptive_end(static_cast<int>(oy), in_h, out_h);
@@ -57,7 +60,7 @@ void resize_area(const basic_image<T>& src, const rect& r, int out_w, int out_h,
         o[static_cast<std::size_t>(ox) * c + k] =
             sum / static_cast<float>(y1 - y0) / static_cast<float>(x1[ox] - x0[ox]);
       }
-  }, 8);
+  }, min_rows);
 }
 
 template <class T>
