@@ -206,6 +206,18 @@ TEST(torch7_hostile, deep_nesting_huge_storage_and_views_outside_storage) {
   const std::string v = format_error_of([&] { facenet::io::read_torch7(write_temp("view", view)); });
   EXPECT_NE(v.find("reaches element 7 of a 6-element storage"), std::string::npos) << v;
 
+  bytes many;  // a table of 2^20 numbers: small on disk, far more as decoded values
+  put_i32(many, 3);
+  put_i32(many, 1);
+  put_i32(many, 1 << 20);
+  for (int i = 0; i < (1 << 20); ++i) {
+    put_i32(many, 1);  // key: number 0.0
+    put_i64(many, 0);
+    put_i32(many, 0);  // value: nil
+  }
+  const std::string mm = format_error_of([&] { facenet::io::t7::file(std::move(many), "many.t7"); });
+  EXPECT_NE(mm.find("more than 1048576 objects"), std::string::npos) << mm;
+
   bytes unknown;
   put_i32(unknown, 42);
   EXPECT_NE(format_error_of([&] { facenet::io::t7::file(write_temp("type", unknown)); }).find("unknown Torch7 object type 42"),

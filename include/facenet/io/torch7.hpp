@@ -54,6 +54,9 @@ struct value {
 };
 
 inline constexpr int max_depth = 256;
+// Each decoded value costs ~200 bytes against as few as 12 in the file; nn models hold a few
+// thousand objects, so a million is a generous bound that keeps hostile files from ballooning.
+inline constexpr std::size_t max_values = std::size_t{1} << 20;
 
 // (element size, floating point?) of a torch tensor/storage type name such as "Float" or "Long".
 inline std::pair<int, bool> element_type(const std::string& type) {
@@ -170,6 +173,8 @@ class file {
   }
 
   std::size_t add(value v) {
+    FACENET_CHECK(values_.size() < max_values, format_error,
+                  source_ + ": more than " + std::to_string(max_values) + " objects; not an nn model");
     values_.push_back(std::move(v));
     return values_.size() - 1;
   }
