@@ -212,6 +212,58 @@ TEST(tf_checkpoint_hostile, damaged_index_bytes_never_escape_as_anything_but_fac
   }
 }
 
+// A structurally valid table (correct CRCs) whose prefix-compressed keys each grow by one byte:
+// 1.5 MB on disk, tens of GB if decoded naively.
+TEST(tf_checkpoint_hostile, prefix_compression_bomb_is_refused) {
+  using bytes = std::vector<std::uint8_t>;
+  auto varint = [](bytes& b, std::uint64_t v) {
+    do {
+      b.push_back(static_cast<std::uint8_t>((v & 0x7f) | (v > 0x7f ? 0x80 : 0)));
+      v >>= 7;
+    } while (v);
+  };
+  auto u32 = [](bytes& b, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+  };
+  bytes file;
+  auto emit_block = [&](bytes block) {  // appends block + trailer, returns its encoded handle
+    u32(block, 0);  // one restart at offset 0
+    u32(block, 1);
+    bytes handle;
+    varint(handle, file.size());
+    varint(handle, block.size());
+    block.push_back(0);  // uncompressed
+    const std::uint32_t crc = facenet::io::crc32c_mask(facenet::io::crc32c(block.data(), block.size()));
+    file.insert(file.end(), block.begin(), block.end());
+    u32(file, crc);
+    return handle;
+  };
+  bytes data;
+  for (std::uint64_t i = 0; i < 300000; ++i) {
+    varint(data, i);  // shares the whole previous key
+    varint(data, 1);
+    varint(data, 0);
+    data.push_back('k');
+  }
+  const bytes data_handle = emit_block(data);
+  bytes index;
+  varint(index, 0);
+  varint(index, 1);
+  varint(index, data_handle.size());
+  index.push_back(0xff);
+  index.insert(index.end(), data_handle.begin(), data_handle.end());
+  const bytes meta_handle = emit_block({});
+  const bytes index_handle = emit_block(index);
+  bytes footer = meta_handle;
+  footer.insert(footer.end(), index_handle.begin(), index_handle.end());
+  footer.resize(40, 0);
+  for (int i = 0; i < 8; ++i) footer.push_back(static_cast<std::uint8_t>(facenet::io::sstable::table_magic >> (8 * i)));
+  file.insert(file.end(), footer.begin(), footer.end());
+  const std::string msg = expect_error<format_error>(
+      [&] { facenet::io::sstable::read_all(facenet::io::byte_reader(file.data(), file.size(), "bomb.index")); });
+  EXPECT_NE(msg.find("more than 16x the file size"), std::string::npos) << msg;
+}
+
 // Protobuf wire-format edge cases, on hand-made bytes.
 TEST(protobuf, nesting_limit_and_malformed_input) {
   using facenet::io::byte_reader;

@@ -89,8 +89,10 @@ inline byte_reader block_contents(const byte_reader& file, const block_handle& h
   return byte_reader(start, static_cast<std::size_t>(h.size), file.source(), h.offset);
 }
 
-// Decodes every key/value entry of one block, in order, appending to `out`.
-inline void read_block_entries(byte_reader block, std::vector<std::pair<std::string, std::string>>& out) {
+// Decodes every key/value entry of one block, in order, appending to `out`. Prefix compression lets
+// a few bytes stand for a long key, so decoded bytes are charged against `budget`.
+inline void read_block_entries(byte_reader block, std::vector<std::pair<std::string, std::string>>& out,
+                               std::uint64_t& budget) {
   if (block.size() < 4) block.fail("block smaller than its restart count");
   block.seek(block.size() - 4);
   const std::uint32_t restarts = block.u32("restart count");
@@ -107,6 +109,10 @@ inline void read_block_entries(byte_reader block, std::vector<std::pair<std::str
                                           std::to_string(key.size()) + "-byte previous key");
     key.resize(static_cast<std::size_t>(shared));
     key += entries.string(non_shared, "key");
+    entries.require(value_len, "value");
+    const std::uint64_t cost = key.size() + value_len + 64;
+    if (cost > budget) entries.fail("entries expand to more than 16x the file size (hostile prefix compression?)");
+    budget -= cost;
     out.emplace_back(key, entries.string(value_len, "value"));
   }
 }
@@ -123,13 +129,14 @@ inline std::vector<std::pair<std::string, std::string>> read_all(const byte_read
   read_handle(handles);  // metaindex: TensorFlow writes no filters or stats we need
   const block_handle index_handle = read_handle(handles);
 
+  std::uint64_t budget = 16 * static_cast<std::uint64_t>(file.size()) + (std::uint64_t{1} << 20);
   std::vector<std::pair<std::string, std::string>> index;
-  read_block_entries(block_contents(file, index_handle, "index"), index);
+  read_block_entries(block_contents(file, index_handle, "index"), index, budget);
   std::vector<std::pair<std::string, std::string>> entries;
   for (const auto& kv : index) {
     byte_reader v(reinterpret_cast<const std::uint8_t*>(kv.second.data()), kv.second.size(), file.source(),
                   index_handle.offset);
-    read_block_entries(block_contents(file, read_handle(v), "data"), entries);
+    read_block_entries(block_contents(file, read_handle(v), "data"), entries, budget);
   }
   for (std::size_t i = 1; i < entries.size(); ++i)
     if (!(entries[i - 1].first < entries[i].first))
