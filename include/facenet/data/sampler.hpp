@@ -44,6 +44,7 @@ struct pk_options {
   std::uint64_t seed = 0;
 };
 
+// Not thread-safe (it caches the current epoch's order); batch_loader calls it under its lock.
 class pk_sampler {
  public:
   pk_sampler(const face_dataset& ds, const pk_options& o) : ds_(&ds), o_(o) {
