@@ -104,9 +104,10 @@ struct torch_results {
   std::vector<std::string> schedules;                     // cosine, step
 };
 
-void write_case(const fs::path& path, const torch_case& c) {
+// The text torch reads for one case: config line, then initial values and every step's gradients.
+std::string case_input(const torch_case& c) {
   const model m = make_model(c.steps, c.seed);
-  std::ofstream in(path);
+  std::ostringstream in;
   in.precision(9);
   in << c.cfg << '\n' << m.params.size() << ' ' << m.grads.size() << '\n';
   for (const parameter& p : m.params) {
@@ -119,6 +120,7 @@ void write_case(const fs::path& path, const torch_case& c) {
       for (float v : g) in << v << ' ';
       in << '\n';
     }
+  return in.str();
 }
 
 std::vector<std::string> read_lines(const fs::path& path) {
@@ -135,7 +137,7 @@ const torch_results& torch_reference() {
     torch_results r;
     if (!fs::exists("/usr/bin/python3")) return r;
     std::string key = torch_py;
-    for (const auto& [name, c] : torch_cases()) key += name + c.cfg + std::to_string(c.steps) + std::to_string(c.seed);
+    for (const auto& [name, c] : torch_cases()) key += name + case_input(c);
 #ifdef FACENET_BINARY_DIR
     const fs::path root = fs::path(FACENET_BINARY_DIR) / "test_cache";
 #else
@@ -148,7 +150,7 @@ const torch_results& torch_reference() {
       std::ofstream(tmp / "t.py") << torch_py;
       std::string cmd = "/usr/bin/python3 " + (tmp / "t.py").string() + " " + (tmp / "sched.out").string();
       for (const auto& [name, c] : torch_cases()) {
-        write_case(tmp / name, c);
+        std::ofstream(tmp / name) << case_input(c);
         cmd += " " + (tmp / name).string();
       }
       const bool ok = std::system((cmd + " > /dev/null 2>&1").c_str()) == 0;
