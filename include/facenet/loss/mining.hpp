@@ -73,12 +73,72 @@ inline void check_mining_input(std::int64_t rows, std::int64_t cols, std::size_t
                 "mine_triplets: " + std::to_string(labels) + " labels for " + std::to_string(rows) + " embeddings");
 }
 
-template <class T, class F>
-void for_each_negative(const Tensor<T>& dist, const std::vector<int>& labels, std::int64_t a, F&& f) {
-  const std::int64_t n = dist.size(0);
-  for (std::int64_t k = 0; k < n; ++k)
-    if (labels[k] != labels[a]) f(k, static_cast<double>(dist(a, k)));
-}
+// One batch's mining state: distances read in double, triplets and counters accumulated in `r`.
+template <class T>
+struct miner {
+  const Tensor<T>& dist;
+  const std::vector<int>& labels;
+  double alpha;
+  mining_result r;
+
+  double d(std::int64_t i, std::int64_t j) const { return static_cast<double>(dist(i, j)); }
+  bool negative(std::int64_t a, std::int64_t k) const { return labels[k] != labels[a]; }
+  std::int64_t n() const { return dist.size(0); }
+
+  void emit(std::int64_t a, std::int64_t p, std::int64_t ng) {
+    r.triplets.push_back({a, p, ng});
+    ++r.candidates;
+    r.active += d(a, p) - d(a, ng) + alpha > 0;
+  }
+
+  void batch_hard(std::int64_t a) {
+    std::int64_t hard_p = -1, hard_n = -1;
+    for (std::int64_t k = 0; k < n(); ++k) {
+      if (k != a && !negative(a, k) && (hard_p < 0 || d(a, k) > d(a, hard_p))) hard_p = k;
+      if (negative(a, k) && (hard_n < 0 || d(a, k) < d(a, hard_n))) hard_n = k;
+    }
+    if (hard_p >= 0 && hard_n >= 0) emit(a, hard_p, hard_n);
+  }
+
+  void batch_all(std::int64_t a, std::int64_t p) {
+    for (std::int64_t k = 0; k < n(); ++k) {
+      if (!negative(a, k)) continue;
+      ++r.candidates;
+      if (d(a, p) - d(a, k) + alpha > 0) {
+        ++r.active;
+        r.triplets.push_back({a, p, k});
+      }
+    }
+  }
+
+  void semi_hard(std::int64_t a, std::int64_t p) {
+    std::int64_t semi = -1, far = -1;
+    for (std::int64_t k = 0; k < n(); ++k) {
+      if (!negative(a, k)) continue;
+      if (d(a, k) > d(a, p) && (semi < 0 || d(a, k) < d(a, semi))) semi = k;
+      if (far < 0 || d(a, k) > d(a, far)) far = k;
+    }
+    if (far >= 0) emit(a, p, semi >= 0 ? semi : far);
+  }
+
+  void random_negative(std::int64_t a, std::int64_t p, std::mt19937_64& rng) {
+    std::vector<std::int64_t> inside;
+    for (std::int64_t k = 0; k < n(); ++k)
+      if (negative(a, k) && d(a, k) - d(a, p) < alpha) inside.push_back(k);
+    if (inside.empty()) return;
+    std::uniform_int_distribution<std::size_t> pick(0, inside.size() - 1);
+    emit(a, p, inside[pick(rng)]);
+  }
+
+  void summarize(double collapse_threshold) {
+    r.active_fraction = r.candidates ? static_cast<double>(r.active) / static_cast<double>(r.candidates) : 0.0;
+    double sum = 0;
+    for (std::int64_t i = 0; i < n(); ++i)
+      for (std::int64_t j = 0; j < n(); ++j) sum += i != j ? d(i, j) : 0.0;
+    r.mean_distance = n() > 1 ? sum / static_cast<double>(n() * (n() - 1)) : 0.0;
+    r.collapsed = n() > 1 && r.mean_distance < collapse_threshold;
+  }
+};
 
 }  // namespace detail
 
@@ -96,64 +156,23 @@ mining_result mine_triplets(const Tensor<T>& dist, const std::vector<int>& label
       FACENET_CHECK(std::isfinite(static_cast<double>(dist(i, j))), numeric_error,
                     "mine_triplets: distance between embeddings " + std::to_string(i) + " and " + std::to_string(j) +
                         " is not finite (NaN/Inf embeddings)");
-  const double alpha = opt.alpha;
-  mining_result r;
-  auto emit = [&](std::int64_t a, std::int64_t p, std::int64_t ng) {
-    r.triplets.push_back({a, p, ng});
-    ++r.candidates;
-    if (static_cast<double>(dist(a, p)) - static_cast<double>(dist(a, ng)) + alpha > 0) ++r.active;
-  };
-
+  detail::miner<T> m{dist, labels, opt.alpha, {}};
   for (std::int64_t a = 0; a < n; ++a) {
     if (opt.strategy == mining_strategy::batch_hard) {
-      std::int64_t hard_p = -1, hard_n = -1;
-      for (std::int64_t p = 0; p < n; ++p)
-        if (p != a && labels[p] == labels[a] && (hard_p < 0 || dist(a, p) > dist(a, hard_p))) hard_p = p;
-      detail::for_each_negative(dist, labels, a, [&](std::int64_t k, double) {
-        if (hard_n < 0 || dist(a, k) < dist(a, hard_n)) hard_n = k;
-      });
-      if (hard_p >= 0 && hard_n >= 0) emit(a, hard_p, hard_n);
+      m.batch_hard(a);
       continue;
     }
+    // davidsandberg pairs each anchor with the positives after it; the others use ordered pairs.
     const std::int64_t first_p = opt.strategy == mining_strategy::random_negative ? a + 1 : 0;
     for (std::int64_t p = first_p; p < n; ++p) {
       if (p == a || labels[p] != labels[a]) continue;
-      const double ap = static_cast<double>(dist(a, p));
-      if (opt.strategy == mining_strategy::batch_all) {
-        detail::for_each_negative(dist, labels, a, [&](std::int64_t k, double an) {
-          ++r.candidates;
-          if (ap - an + alpha > 0) {
-            ++r.active;
-            r.triplets.push_back({a, p, k});
-          }
-        });
-      } else if (opt.strategy == mining_strategy::semi_hard) {
-        std::int64_t semi = -1, far = -1;
-        detail::for_each_negative(dist, labels, a, [&](std::int64_t k, double an) {
-          if (an > ap && (semi < 0 || an < dist(a, semi))) semi = k;
-          if (far < 0 || an > dist(a, far)) far = k;
-        });
-        if (far >= 0) emit(a, p, semi >= 0 ? semi : far);
-      } else {
-        std::vector<std::int64_t> inside;
-        detail::for_each_negative(dist, labels, a, [&](std::int64_t k, double an) {
-          if (an - ap < alpha) inside.push_back(k);
-        });
-        if (!inside.empty()) {
-          std::uniform_int_distribution<std::size_t> pick(0, inside.size() - 1);
-          emit(a, p, inside[pick(rng)]);
-        }
-      }
+      if (opt.strategy == mining_strategy::batch_all) m.batch_all(a, p);
+      if (opt.strategy == mining_strategy::semi_hard) m.semi_hard(a, p);
+      if (opt.strategy == mining_strategy::random_negative) m.random_negative(a, p, rng);
     }
   }
-  r.active_fraction = r.candidates ? static_cast<double>(r.active) / static_cast<double>(r.candidates) : 0.0;
-  double sum = 0;
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < n; ++j)
-      if (i != j) sum += static_cast<double>(dist(i, j));
-  r.mean_distance = n > 1 ? sum / static_cast<double>(n * (n - 1)) : 0.0;
-  r.collapsed = n > 1 && r.mean_distance < opt.collapse_threshold;
-  return r;
+  m.summarize(opt.collapse_threshold);
+  return std::move(m.r);
 }
 
 }  // namespace facenet::loss
