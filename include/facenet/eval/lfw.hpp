@@ -153,6 +153,39 @@ struct lfw_metrics {
   roc_result roc;
 };
 
+namespace detail {
+
+// Distances per fold: one shared vector unless the training folds' mean embedding is subtracted.
+template <class T>
+std::vector<std::vector<double>> fold_distances(const Tensor<T>& e1, const Tensor<T>& e2, const std::vector<fold_split>& splits,
+                                                const lfw_options& opt) {
+  if (!opt.subtract_mean) return {pair_distances(e1, e2, opt.metric)};
+  const std::int64_t d = e1.size(1);
+  std::vector<std::vector<double>> out;
+  for (const fold_split& f : splits) {
+    std::vector<double> mean(static_cast<std::size_t>(d), 0.0);
+    for (std::size_t i : f.train)
+      for (std::int64_t k = 0; k < d; ++k) mean[k] += static_cast<double>(e1(i, k)) + static_cast<double>(e2(i, k));
+    for (double& m : mean) m /= 2.0 * static_cast<double>(f.train.size());
+    out.push_back(pair_distances(e1, e2, opt.metric, mean));
+  }
+  return out;
+}
+
+inline double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s / static_cast<double>(v.size());
+}
+inline double std_of(const std::vector<double>& v) {  // np.std: population
+  const double m = mean_of(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size()));
+}
+
+}  // namespace detail
+
 // embeddings: [2P, D], rows 2i and 2i+1 are pair i (the order resolve_lfw_paths returns).
 template <class T>
 lfw_metrics evaluate_lfw(const Tensor<T>& embeddings, const std::vector<bool>& same, const lfw_options& opt = {}) {
@@ -163,28 +196,15 @@ lfw_metrics evaluate_lfw(const Tensor<T>& embeddings, const std::vector<bool>& s
   Tensor<T> e1({n, d}), e2({n, d});
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t k = 0; k < d; ++k) e1(i, k) = embeddings(2 * i, k), e2(i, k) = embeddings(2 * i + 1, k);
-  // Distances per fold: identical unless the training folds' mean is subtracted.
-  const auto splits = kfold(same.size(), opt.folds);
-  std::vector<std::vector<double>> dist;
-  for (int f = 0; f < (opt.subtract_mean ? opt.folds : 1); ++f) {
-    std::vector<double> mean;
-    if (opt.subtract_mean) {
-      mean.assign(static_cast<std::size_t>(d), 0.0);
-      for (std::size_t i : splits[f].train)
-        for (std::int64_t k = 0; k < d; ++k) mean[k] += static_cast<double>(e1(i, k)) + static_cast<double>(e2(i, k));
-      for (double& m : mean) m /= 2.0 * static_cast<double>(splits[f].train.size());
-    }
-    dist.push_back(pair_distances(e1, e2, opt.metric, mean));
-  }
-  auto fold_dist = [&](int f) -> const std::vector<double>& { return dist[opt.subtract_mean ? f : 0]; };
+  const std::vector<std::vector<double>> dist = detail::fold_distances(e1, e2, kfold(same.size(), opt.folds), opt);
+  auto fold_dist = [&](int f) -> const std::vector<double>& { return dist[dist.size() == 1 ? 0 : f]; };
+
   lfw_metrics m;
   m.roc = calculate_roc(arange_thresholds(4, 0.01), fold_dist, same, opt.folds);
   const val_result v = calculate_val(arange_thresholds(4, 0.001), fold_dist, same, opt.far_target, opt.folds);
-  for (int f = 0; f < opt.folds; ++f) m.accuracy += m.roc.accuracy[f], m.threshold += m.roc.best_threshold[f];
-  m.accuracy /= opt.folds;
-  m.threshold /= opt.folds;
-  for (int f = 0; f < opt.folds; ++f) m.accuracy_std += (m.roc.accuracy[f] - m.accuracy) * (m.roc.accuracy[f] - m.accuracy);
-  m.accuracy_std = std::sqrt(m.accuracy_std / opt.folds);
+  m.accuracy = detail::mean_of(m.roc.accuracy);
+  m.accuracy_std = detail::std_of(m.roc.accuracy);
+  m.threshold = detail::mean_of(m.roc.best_threshold);
   m.val = v.val, m.val_std = v.val_std, m.far = v.far;
   m.auc = auc(m.roc.fpr, m.roc.tpr);
   m.eer = equal_error_rate(m.roc.fpr, m.roc.tpr);
