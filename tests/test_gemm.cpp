@@ -97,6 +97,8 @@ TEST(Gemm, LargeBlockedAndThreaded) {
       {false, false, 50, 1000, 600, 1.0, 0.5, 1},    // B read in place (small m), ragged tile, N and K blocks
       {true, false, 60, 500, 270, 2.0, 0.0, 0},      // same with A transposed and packed
       {false, false, 300, 40, 700, 1.0, 0.0, 0},     // A read in place (narrow n), B packed
+      {false, false, 70, 300, 1024, 1.0, 0.0, 0},    // rows 4 KiB apart (float): A packed instead
+      {false, false, 70, 300, 512, 0.5, 0.0, 0},     // rows 4 KiB apart for double
   };
   std::uint32_t seed = 200;
   for (const auto& g : cases) {

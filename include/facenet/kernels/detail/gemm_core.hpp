@@ -25,9 +25,10 @@ struct gemm_shape {
   static constexpr int mr = wide ? 8 : 4;
   static constexpr int nv = NV;
   static constexpr int nr = nv * w;
-  // kc x nc block of packed B stays in L2 (1 MiB/core here) while the mr x kc A panel sits in L1.
+  // kc x nc block of packed B (about half of this machine's 1 MiB L2) stays in L2 while the mr x kc A
+  // panel sits in L1.
   static constexpr std::int64_t kc = 256;
-  static constexpr std::int64_t nc = (std::int64_t(448) * 1024 / (kc * std::int64_t(sizeof(T)))) / nr * nr;
+  static constexpr std::int64_t nc = (std::int64_t(544) * 1024 / (kc * std::int64_t(sizeof(T)))) / nr * nr;
 };
 
 // The tile width (in vectors) that wastes the least work on n columns; wider tiles reuse each A
@@ -127,24 +128,19 @@ void pack_a_full(const a_source<T>& s, std::int64_t m, std::int64_t k, T* dst) {
 }
 
 // Packs B columns [j0, j0+cols) x depth [k0, k0+kc) into nr-column panels for sources whose row p is
-// contiguous at row(p): vector copies, zero padding only in the last panel.
+// contiguous at row(p). Walks B row by row (sequential reads; one sequential write stream per panel),
+// vector copies for whole panels, zero padding only in the ragged last panel.
 template <class T, int NR, class RowFn>
 void pack_b_rows(RowFn&& row, std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) {
   constexpr int nr = NR, w = gemm_shape<T>::w;
-  for (std::int64_t jt = 0; jt < cols; jt += nr, dst += nr * kc) {
-    const std::int64_t width = std::min<std::int64_t>(nr, cols - jt);
-    if (width == nr) {
-      for (std::int64_t p = 0; p < kc; ++p) {
-        const T* src = row(k0 + p) + j0 + jt;
-        for (int v = 0; v < nr; v += w) simd::store_aligned(dst + p * nr + v, simd::load(src + v));
-      }
-    } else {
-      for (std::int64_t p = 0; p < kc; ++p) {
-        const T* src = row(k0 + p) + j0 + jt;
-        T* d = dst + p * nr;
-        for (std::int64_t j = 0; j < nr; ++j) d[j] = j < width ? src[j] : T(0);
-      }
-    }
+  const std::int64_t full = cols / nr * nr;
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const T* src = row(k0 + p) + j0;
+    T* d = dst + p * nr;
+    for (std::int64_t jt = 0; jt < full; jt += nr, d += nr * kc)
+      for (int v = 0; v < nr; v += w) simd::store_aligned(d + v, simd::load(src + jt + v));
+    if (full < cols)
+      for (std::int64_t j = 0; j < nr; ++j) d[j] = full + j < cols ? src[full + j] : T(0);
   }
 }
 
@@ -352,10 +348,15 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
   const bool b_direct = ops.b_base != nullptr;
   const std::int64_t mp = round_up(m, G::mr);
   T* bbuf = thread_scratch<T>(0, G::kc * (b_direct ? G::nr : std::min(G::nc, round_up(n1 - n0, G::nr))));
+  // A is packed one mr-row panel at a time, just before its sweep over the columns: the panel lives in
+  // L1 and never evicts the packed B block from L2 (packing all of M at once did, at m = 512).
   const bool pack_a_here = !as.packed && !ops.a_in_place;
-  T* abuf = pack_a_here ? thread_scratch<T>(1, round_up(m1 - m0, G::mr) * std::min(G::kc, k)) : nullptr;
-  for (std::int64_t j0 = n0; j0 < n1; j0 += G::nc) {
-    const std::int64_t cols = std::min(G::nc, n1 - j0);
+  T* abuf = pack_a_here ? thread_scratch<T>(1, G::mr * std::min(G::kc, k)) : nullptr;
+  // Equal column blocks of at most nc (n = 512 is one block, not 432 + 80).
+  const std::int64_t nblocks = (n1 - n0 + G::nc - 1) / G::nc;
+  const std::int64_t nc = round_up((n1 - n0 + nblocks - 1) / nblocks, G::nr);
+  for (std::int64_t j0 = n0; j0 < n1; j0 += nc) {
+    const std::int64_t cols = std::min(nc, n1 - j0);
     const std::int64_t full_end = j0 + cols / G::nr * G::nr;  // first column of the ragged tile
     for (std::int64_t k0 = 0; k0 < k; k0 += G::kc) {
       const std::int64_t kc = std::min(G::kc, k - k0);
@@ -364,9 +365,9 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
         bs.template pack<G::nr>(k0, kc, j0, cols, bbuf);
       else if (full_end < j0 + cols)
         bs.template pack<G::nr>(k0, kc, full_end, j0 + cols - full_end, bbuf);
-      if (pack_a_here) pack_a(as, m0, m1, k0, kc, abuf);
       for (std::int64_t i = m0; i < m1; i += G::mr) {
         const int rows = static_cast<int>(std::min<std::int64_t>(G::mr, m1 - i));
+        if (pack_a_here) pack_a(as, i, i + rows, k0, kc, abuf);
         for (std::int64_t j = j0; j < j0 + cols; j += G::nr) {
           const tile_store<T> s{c + i * ldc + j,
                                 ldc,
@@ -389,7 +390,7 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
           else if (as.packed)
             with_a(a_packed_view<T>{as.packed + k0 * mp + i * kc});
           else
-            with_a(a_packed_view<T>{abuf + (i - m0) * kc});
+            with_a(a_packed_view<T>{abuf});
         }
       }
     }
@@ -444,7 +445,11 @@ void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_s
   const int nv = choose_nv<T>(n);
   gemm_operands<T> ops;
   ops.a = as;
-  ops.a_in_place = !as.packed && n <= 2 * nv * gemm_shape<T>::w;
+  // Untransposed A is read in place (8 row streams, each line serving 16 k steps) unless its rows are
+  // a multiple of 4 KiB apart and would all land in one L1 set; transposed A only when n is narrow.
+  const bool rows_alias = (as.lda * std::int64_t(sizeof(T))) % 4096 == 0;
+  const bool narrow = n <= 2 * nv * gemm_shape<T>::w;
+  ops.a_in_place = !as.packed && (as.trans || rows_alias ? narrow : true);
   if (m <= 8 * gemm_shape<T>::mr) bs.direct_rows(k, ops.b_base, ops.b_off);
   switch (nv) {
     case 1: return gemm_run_nv<T, 1>(m, n, k, alpha, ops, bs, beta, c, ldc, ep);
