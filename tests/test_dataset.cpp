@@ -244,6 +244,29 @@ TEST(loader, deterministic_regardless_of_worker_count) {
   }
 }
 
+TEST(loader, image_cache_keeps_batches_identical) {
+  const face_dataset ds = synthetic_dataset({3, 3, 3, 3});
+  pk_sampler s1(ds, {2, 3, 0, 4}), s2(ds, {2, 3, 0, 4});
+  loader_options o;
+  o.augment = training_augmentation(20, 24);
+  batch_loader plain(pk_source(s1), o, synthetic_decoder);
+  o.cache = std::make_shared<image_cache>(std::size_t(1) << 20);
+  batch_loader cached(pk_source(s2), o, synthetic_decoder);
+  for (int b = 0; b < 6; ++b) {
+    loaded_batch x, y;
+    ASSERT_TRUE(plain.next(x));
+    ASSERT_TRUE(cached.next(y));
+    EXPECT_EQ(0, std::memcmp(x.images.data(), y.images.data(), sizeof(float) * x.images.numel())) << "batch " << b;
+  }
+  EXPECT_GT(o.cache->hits(), 0u);  // 12 images, 36 samples drawn
+  EXPECT_LE(o.cache->bytes(), 12u * 40 * 30 * 3);
+  image_cache tiny(100);  // budget below one image: decodes every time, keeps nothing
+  tiny.get("syn/a", synthetic_decoder);
+  tiny.get("syn/a", synthetic_decoder);
+  EXPECT_EQ(tiny.hits(), 0u);
+  EXPECT_EQ(tiny.bytes(), 0u);
+}
+
 TEST(loader, list_source_evaluation_and_flip) {
   std::vector<sample> list;
   for (int i = 0; i < 7; ++i) list.push_back({"syn/eval/" + std::to_string(i), i});

@@ -16,6 +16,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "facenet/core/error.hpp"
@@ -34,6 +35,42 @@ using batch_source = std::function<std::vector<sample>(std::int64_t b)>;
 
 inline image default_decoder(const std::string& path) { return load_image(path); }
 
+// Decoded images kept in memory up to a byte budget (first come, first kept; no eviction), shared by
+// the workers. Decoding dominates the per-image cost and is deterministic, so cached and uncached
+// runs produce identical batches; small datasets (ORL) fit whole after the first epoch.
+class image_cache {
+ public:
+  explicit image_cache(std::size_t budget_bytes) : budget_(budget_bytes) {}
+
+  std::shared_ptr<const image> get(const std::string& path, const image_decoder& decode) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto it = images_.find(path);
+      if (it != images_.end()) {
+        ++hits_;
+        return it->second;
+      }
+    }
+    auto img = std::make_shared<const image>(decode(path));  // outside the lock: workers decode in parallel
+    std::lock_guard<std::mutex> lock(mu_);
+    if (used_ + img->pixels.size() <= budget_ && images_.emplace(path, img).second) used_ += img->pixels.size();
+    return img;
+  }
+  std::size_t hits() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hits_;
+  }
+  std::size_t bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return used_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const image>> images_;
+  std::size_t budget_, used_ = 0, hits_ = 0;
+};
+
 struct loader_options {
   int workers = 2;
   int prefetch = 2;              // batches decoded ahead of the one being consumed
@@ -42,6 +79,7 @@ struct loader_options {
   augment_options augment;
   standardization standardize = standardization::fixed;
   std::uint64_t seed = 0;
+  std::shared_ptr<image_cache> cache;  // optional decoded-image cache
 };
 
 struct loaded_batch {
@@ -54,7 +92,8 @@ struct loaded_batch {
 // Decodes, augments and standardizes one sample into slot j of `images`.
 inline void load_sample(const sample& s, const loader_options& o, const image_decoder& decode, std::int64_t b, std::size_t j,
                         Tensor<float>& images) {
-  const image img = decode(s.path);
+  const std::shared_ptr<const image> held = o.cache ? o.cache->get(s.path, decode) : std::make_shared<const image>(decode(s.path));
+  const image& img = *held;
   FACENET_CHECK(img.channels == 3, format_error, s.path + ": expected an RGB image, decoder returned " + std::to_string(img.channels) + " channels");
   augment_params p;
   if (o.random) {
