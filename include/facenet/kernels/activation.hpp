@@ -7,8 +7,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 template <class T>
@@ -82,5 +80,3 @@ void prelu_backward(const Tensor<T>& dy, const Tensor<T>& x, const Tensor<T>& al
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

@@ -11,8 +11,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -215,5 +213,3 @@ void batch_norm_fold(const Tensor<T>& conv_w, const Tensor<T>& conv_bias, const 
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

@@ -15,8 +15,6 @@
 #include "facenet/kernels/elementwise.hpp"
 #include "facenet/kernels/pad.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -167,5 +165,3 @@ void depth_concat_backward(const Tensor<T>& dy, const std::vector<shape>& input_
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

@@ -12,8 +12,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -63,5 +61,3 @@ void dropout_backward(const Tensor<T>& dy, const Tensor<T>& mask, Tensor<T>& dx)
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

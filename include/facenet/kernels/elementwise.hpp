@@ -13,22 +13,6 @@
 #include "facenet/core/simd.hpp"
 #include "facenet/core/tensor.hpp"
 
-// GCC 12.2's AVX-512 intrinsics behind xsimd's sqrt/exp/pow/max/hadd raise false
-// -Wmaybe-uninitialized warnings (GCC bug 105593, fixed in 12.3); kernel headers bracket their code
-// with these so the build stays warning-clean without hiding warnings elsewhere.
-#if defined(__GNUC__) && !defined(__clang__)
-#define FACENET_KERNELS_BEGIN                                \
-  _Pragma("GCC diagnostic push")                             \
-      _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"") \
-          _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
-#define FACENET_KERNELS_END _Pragma("GCC diagnostic pop")
-#else
-#define FACENET_KERNELS_BEGIN
-#define FACENET_KERNELS_END
-#endif
-
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -327,5 +311,3 @@ void multiply(const Tensor<T>& a, const Tensor<T>& b, Tensor<T>& y) {
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

@@ -10,8 +10,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -69,5 +67,3 @@ void l2_normalize_backward(const Tensor<T>& dy, const Tensor<T>& x, Tensor<T>& d
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

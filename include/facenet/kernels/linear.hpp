@@ -12,8 +12,6 @@
 #include "facenet/kernels/elementwise.hpp"
 #include "facenet/kernels/gemm.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -89,5 +87,3 @@ void linear_backward_weight(const Tensor<T>& dy, const Tensor<T>& x, Tensor<T>& 
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

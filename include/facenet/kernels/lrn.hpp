@@ -12,8 +12,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -115,5 +113,3 @@ void lrn_cross_channel_backward(const Tensor<T>& dy, const Tensor<T>& x, std::in
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

@@ -12,8 +12,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -83,5 +81,3 @@ void pad2d_backward(const Tensor<T>& dy, std::int64_t top, std::int64_t bottom, 
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

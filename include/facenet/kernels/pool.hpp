@@ -18,8 +18,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 struct pool2d_params {
@@ -381,5 +379,3 @@ void global_avg_pool_backward(const Tensor<T>& dy, const shape& x_shape, Tensor<
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

@@ -5,8 +5,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 template <class T>
@@ -45,5 +43,3 @@ void scale_add_backward(const Tensor<T>& dy, const Tensor<T>& y, T scale, Tensor
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END

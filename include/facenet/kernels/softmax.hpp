@@ -13,8 +13,6 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/elementwise.hpp"
 
-FACENET_KERNELS_BEGIN
-
 namespace facenet::kernels {
 
 namespace detail {
@@ -164,5 +162,3 @@ void log_softmax_backward(const Tensor<T>& dy, const Tensor<T>& y, Tensor<T>& dx
 }
 
 }  // namespace facenet::kernels
-
-FACENET_KERNELS_END
