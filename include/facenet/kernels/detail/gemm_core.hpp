@@ -412,8 +412,8 @@ void gemm_empty_k(std::int64_t m, std::int64_t n, T beta, T* c, std::int64_t ldc
     }
 }
 
-// Splits the tiles of M or N (whichever leaves the least idle tile-work) over the threads; each thread
-// packs its own operands, so there are no barriers. Small products stay on one thread.
+// Splits the tiles of M or N (whichever costs each thread less, packing included) over the threads;
+// each thread packs its own operands, so there are no barriers. Small products stay on one thread.
 template <class T, int NV, class BSource>
 void gemm_run_nv(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const gemm_operands<T>& ops, const BSource& bs, T beta,
                  T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
@@ -421,8 +421,17 @@ void gemm_run_nv(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const 
   const std::int64_t tm = (m + G::mr - 1) / G::mr, tn = (n + G::nr - 1) / G::nr;
   const bool tiny = m * n * k < std::int64_t(1) << 17;
   const int threads = tiny ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(std::max(tm, tn))));
-  const auto cost = [&](std::int64_t split, std::int64_t other) { return (split + threads - 1) / threads * other; };
-  const bool split_m = cost(tm, tn) < cost(tn, tm);
+  // Per-thread cost in lane-FMAs per k step: tiles computed, plus the operand each thread must pack
+  // whole (B when M is split, A when N is split). A packed element costs about 15 lane-FMAs here
+  // (~2 elements/cycle against 32 lane-FMAs/cycle).
+  constexpr std::int64_t tile = std::int64_t(G::mr) * G::nr, pack = 15;
+  const bool b_packed = ops.b_base == nullptr, a_packed_here = !ops.a.packed && !ops.a_in_place;
+  const auto per_thread = [&](std::int64_t t) { return (t + threads - 1) / threads; };
+  const std::int64_t cost_m = per_thread(tm) * tn * tile + (b_packed ? tn * G::nr * pack : 0) +
+                              (a_packed_here ? per_thread(tm) * G::mr * pack : 0);
+  const std::int64_t cost_n = tm * per_thread(tn) * tile + (b_packed ? per_thread(tn) * G::nr * pack : 0) +
+                              (a_packed_here ? tm * G::mr * pack : 0);
+  const bool split_m = cost_m < cost_n;
   parallel::parallel_region(
       [&](int t, int nt) {
         std::int64_t first = 0, last = 0;
