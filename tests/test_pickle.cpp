@@ -126,17 +126,31 @@ TEST(pickle, every_truncation_is_a_clean_error) {
 }
 
 TEST(pickle, deep_nesting_and_cycles_do_not_recurse) {
-  // 200,000 nested lists: ]]]...]aaa...a. - the arena keeps walking and destruction flat.
+  // 200,000 nested lists built through the memo (each new list is appended to the previous one, then
+  // fetched back as the next parent), so the stack stays at two; the arena keeps walking and
+  // destruction flat however deep the nesting.
   const int depth = 200000;
-  const std::string nested = "\x80\x02" + std::string(depth, ']') + std::string(depth - 1, 'a') + ".";
-  const pickle_tree t = load(nested);
-  EXPECT_EQ(t.size(), static_cast<std::size_t>(depth));
+  std::string nested = "\x80\x02]2";
+  for (int i = 0; i < depth; ++i) nested += "]q\x01" "a0h\x01";
+  const pickle_tree t = load(nested + "0.");
+  EXPECT_EQ(t.size(), static_cast<std::size_t>(depth) + 1);
+  std::size_t node = t.root();
+  int levels = 0;
+  while (!t.node(node).items.empty()) {
+    node = t.node(node).items[0];
+    ++levels;
+  }
+  EXPECT_EQ(levels, depth);
   // A list that contains itself (memo get of the list, then APPEND) is just an index cycle.
   const pickle_tree c = load(BYTES("\x80\x02]q\x00h\x00" "a."));
   EXPECT_EQ(c.node(c.root()).items.at(0), c.root());
 }
 
-TEST(pickle, stack_is_bounded) {
+TEST(pickle, stack_and_value_count_are_bounded) {
   const std::string many = "\x80\x02" + std::string(unpickler::max_stack + 1, 'N') + ".";
   EXPECT_FACENET_ERROR(load(many), format_error, "stack deeper than");
+  // Values that do not stay on the stack (N then POP) still count.
+  std::string churn = "\x80\x02";
+  for (std::size_t i = 0; i <= unpickler::max_nodes; ++i) churn += "N0";
+  EXPECT_FACENET_ERROR(load(churn + "N."), format_error, "values");
 }

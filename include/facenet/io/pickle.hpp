@@ -154,8 +154,12 @@ class pickle_tree {
 // Reads one pickle starting at the reader's position and leaves the reader just past its STOP.
 class unpickler {
  public:
-  static constexpr std::size_t max_stack = 1u << 20;
+  // Generous for weight files (an InceptionResnetV1 state_dict makes ~15k nodes; pickle batches
+  // APPENDS/SETITEMS by 1000, so the stack stays shallow) while capping what a hostile pickle can
+  // make us allocate (a node is ~100 bytes).
+  static constexpr std::size_t max_stack = 1u << 16;
   static constexpr std::size_t max_memo = 1u << 20;
+  static constexpr std::size_t max_nodes = 1u << 21;
 
   unpickler(span_reader& r, const std::set<std::string>& allowed_globals = default_pickle_globals())
       : r_(r), allowed_(allowed_globals) {
@@ -180,7 +184,8 @@ class unpickler {
   std::string where() const { return r_.what() + ": pickle offset " + std::to_string(op_offset_) + ": "; }
 
   std::size_t make(pickle_kind k) {
-    // Each opcode makes at most one node, so the arena is bounded by the pickle's size.
+    // Each opcode makes at most one node, so the arena is also bounded by the pickle's size.
+    if (tree_.nodes_.size() >= max_nodes) fail("more than " + std::to_string(max_nodes) + " values");
     pickle_node n;
     n.kind = k;
     n.offset = op_offset_;
