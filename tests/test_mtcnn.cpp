@@ -213,6 +213,36 @@ TEST_F(mtcnn_nets, bad_weights_are_named) {
 
 // ---- the whole detector vs facenet-pytorch --------------------------------------------------------
 
+TEST(mtcnn_detect, batch_equals_single_images_and_degenerate_inputs_are_handled) {
+  FACENET_REQUIRE_SHARED("data/lfw/images_deepfunneled/Aaron_Eckhart/Aaron_Eckhart_0001.jpg");
+  FACENET_REQUIRE_SHARED("weights/mtcnn/facenet-pytorch/onet.pt");
+  dt::mtcnn det = dt::mtcnn::from_weights(facenet::io::load_torch(mtcnn_weights("pnet").string()),
+                                          facenet::io::load_torch(mtcnn_weights("rnet").string()),
+                                          facenet::io::load_torch(mtcnn_weights("onet").string()));
+  const auto lfw = facenet::testing::shared_dir() / "data/lfw/images_deepfunneled";
+  const fd::image a = fd::load_image((lfw / "Aaron_Eckhart/Aaron_Eckhart_0001.jpg").string());
+  const fd::image grey = fd::load_image((facenet::testing::shared_dir() / "data/orl/s1/1.pgm").string());
+  const fd::image tiny(11, 30, 3, 128);  // below the 12-pixel P-Net window at every scale
+  const auto batch = det.detect(std::vector<fd::image>{a, grey, tiny, a});
+  ASSERT_EQ(batch.size(), 4u);
+  const auto single = det.detect(a);
+  ASSERT_GE(single.size(), 1u);  // an LFW image is centred on a face
+  ASSERT_EQ(batch[0].size(), single.size());
+  for (std::size_t i = 0; i < single.size(); ++i) {
+    EXPECT_EQ(batch[0][i].prob, single[i].prob);
+    EXPECT_EQ(batch[3][i].b.x1, single[i].b.x1);
+  }
+  EXPECT_GE(batch[1].size(), 1u);  // grey 92x112 ORL face, expanded to RGB
+  EXPECT_TRUE(batch[2].empty());
+  const auto best = dt::select_faces(single, a.width, a.height, false);
+  ASSERT_EQ(best.size(), 1u);
+  EXPECT_NEAR((best[0].b.x1 + best[0].b.x2) / 2, 125, 30);  // the centred face is the largest
+  EXPECT_THROW(det.detect(fd::image(20, 20, 1)), facenet::argument_error);
+  dt::mtcnn_options bad;
+  bad.thresholds[1] = 1.5f;
+  EXPECT_THROW(det.set_options(bad), facenet::argument_error);
+}
+
 // One test per reference image so a failure names the image and each stays short. Runs on one
 // thread: detections do not depend on the thread count (the threaded network paths are covered by
 // mtcnn_nets above), and on the shared 2-core machine OpenMP barriers under oversubscription made

@@ -96,9 +96,6 @@ inline void permute_whc_columns(Tensor<float>& weight, std::int64_t c, std::int6
   weight = p;
 }
 
-// Softmax over the two class logits of [N, 2] or [N, 2, H, W].
-inline void two_class_softmax(const Tensor<float>& logits, Tensor<float>& prob) { kernels::softmax_forward(logits, prob); }
-
 }  // namespace detail
 
 class mtcnn_pnet {
@@ -123,7 +120,7 @@ class mtcnn_pnet {
     blocks_[2].forward(b_, a_);
     kernels::conv2d_forward(a_, reg_w_, reg_b_, reg, kernels::conv2d_params{});
     kernels::conv2d_forward(a_, prob_w_, prob_b_, tmp_, kernels::conv2d_params{});
-    detail::two_class_softmax(tmp_, prob);
+    kernels::softmax_forward(tmp_, prob);
   }
 
  private:
@@ -157,7 +154,7 @@ class mtcnn_rnet {
     kernels::prelu_forward(tmp_, alpha4_, b_);
     reg_.forward(b_, reg);
     prob_.forward(b_, tmp_);
-    detail::two_class_softmax(tmp_, prob);
+    kernels::softmax_forward(tmp_, prob);
   }
 
  private:
@@ -196,7 +193,7 @@ class mtcnn_onet {
     reg_.forward(a_, reg);
     marks_.forward(a_, landmarks);
     prob_.forward(a_, tmp_);
-    detail::two_class_softmax(tmp_, prob);
+    kernels::softmax_forward(tmp_, prob);
   }
 
  private:
