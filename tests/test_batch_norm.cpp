@@ -22,7 +22,8 @@ class batch_norm : public ::testing::Test {};
 using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(batch_norm, scalar_types);
 
-const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {3, 5}, {7, 33}, {2, 19, 1, 1}, {1, 5, 41, 39}};
+// The last shapes are large enough to take the threaded paths (over planes and over channels).
+const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {3, 5}, {7, 33}, {2, 19, 1, 1}, {1, 5, 41, 39}, {2, 9, 63, 65}, {5, 40001}};
 
 template <class T>
 double tol() {

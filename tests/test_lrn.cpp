@@ -58,7 +58,7 @@ using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(lrn, scalar_types);
 
 // 17x19 pixels spans several 128-pixel blocks with a ragged last one.
-const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {1, 5, 17, 19}, {2, 1, 3, 3}};
+const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {1, 5, 17, 19}, {2, 1, 3, 3}, {2, 9, 31, 33}};  // last: threaded
 
 TYPED_TEST(lrn, matches_reference) {
   using T = TypeParam;

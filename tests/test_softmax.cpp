@@ -22,7 +22,8 @@ using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(softmax, scalar_types);
 
 // [N, C] rows and feature maps, including a map of more than one 256-pixel block.
-const shape odd_shapes[] = {{1, 3}, {3, 17}, {5, 1031}, {1, 2, 7, 5}, {3, 5, 19, 23}, {2, 1, 3, 3}};
+// The last two are large enough to take the threaded paths.
+const shape odd_shapes[] = {{1, 3}, {3, 17}, {5, 1031}, {1, 2, 7, 5}, {3, 5, 19, 23}, {2, 1, 3, 3}, {2, 7, 61, 67}, {9, 4099}};
 
 TYPED_TEST(softmax, matches_reference) {
   using T = TypeParam;

@@ -225,11 +225,13 @@ void channel_sum(const channel_layout& l, const T* a, const T* b, const T* p, T*
           constexpr auto w = static_cast<std::int64_t>(simd::width<T>);
           for (std::int64_t c = c0; c < c1; c += w) {
             const auto m = static_cast<std::size_t>(std::min<std::int64_t>(w, c1 - c));
-            const auto pv = simd::load_partial(p + c, m);
+            const bool full = m == simd::width<T>;
+            const auto get = [&](const T* src) { return full ? simd::load(src) : simd::load_partial(src, m); };
+            const auto pv = get(p + c);
             simd::batch<T> acc(T(0));
             for (std::int64_t n = 0; n < l.outer; ++n) {
               const std::int64_t o = n * l.channels + c;
-              acc += f(simd::load_partial(a + o, m), simd::load_partial(b + o, m), pv);
+              acc += f(get(a + o), get(b + o), pv);
             }
             simd::store_partial(out + c, acc, m);
           }
