@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 
 #include "facenet/core/parallel.hpp"
@@ -60,7 +61,15 @@ inline double measured_peak_gflops(int threads) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, flops / s * 1e-9);
   }
-  return cache[threads] = best;
+  cache[threads] = best;
+  // With other work on the cores, threads of one region rarely run together and a multi-thread peak
+  // collapses below the single-thread one; ratios against it would be meaningless, so say so.
+  if (threads > 1 && best < 1.2 * measured_peak_gflops(1))
+    std::fprintf(stderr,
+                 "WARNING: the %d-thread FMA peak (%.1f GFLOP/s) is not above the 1-thread peak (%.1f GFLOP/s): "
+                 "the machine is oversubscribed and %d-thread %%peak figures are not meaningful\n",
+                 threads, best, measured_peak_gflops(1), threads);
+  return best;
 }
 
 // GFLOP/s counter (flops per iteration, as a rate) plus the fraction of the measured peak at `threads`.

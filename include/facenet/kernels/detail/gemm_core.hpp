@@ -1,6 +1,7 @@
-// The GEMM engine shared by gemm() and the convolutions: packed operands, one register-blocked
-// micro-kernel, cache blocking over K and N, threads splitting M or N. The B operand comes from a
-// "source" (a plain matrix, or the rows of an image for implicit-GEMM convolution) so convolution never
+// The GEMM engine shared by gemm() and the convolutions: one register-blocked micro-kernel reading
+// its operands through views (packed panels, or the caller's memory in place where packing would not
+// pay), cache blocking over K and N, threads splitting M or N. The B operand comes from a "source" (a
+// plain matrix, or the rows of an image for implicit-GEMM convolution) so convolution never
 // materialises more than it must; A may be pre-packed once (conv2d_plan weights).
 #pragma once
 
@@ -52,7 +53,9 @@ int choose_nv(std::int64_t n) {
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
 // Per-thread growable 64-byte-aligned scratch: steady state never allocates. `slot` separates the
-// independent buffers one thread needs at once.
+// independent buffers one thread needs at once: T slots 0/1 = packed B/A panels (every GEMM thread),
+// T slot 2 = convolution lowering (calling thread), int64 slot 2 = conv row offsets, int64 slot 3 =
+// matrix row offsets (calling thread).
 template <class T>
 T* thread_scratch(int slot, std::int64_t count) {
   struct buffer {
