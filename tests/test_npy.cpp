@@ -82,6 +82,13 @@ TEST(npy, reads_stored_and_deflated_npz) {
   }
 }
 
+TEST(npy, reads_zip64_archive) {
+  // Every size and offset in ZIP64 form (as in archives over 4 GiB); Python's zipfile reads it too.
+  const tensor_map m = load_npz(io_fixture("zip64.npz"));
+  ASSERT_EQ(m.size(), 1u);
+  expect_fixture_array(m.at("a"));
+}
+
 TEST(npy, davidsandberg_det1_when_shared_present) {
   FACENET_REQUIRE_SHARED("weights/mtcnn/davidsandberg/det1.npy");
   const tensor_map m = load_npy((facenet::testing::shared_dir() / "weights/mtcnn/davidsandberg/det1.npy").string());
@@ -169,7 +176,7 @@ TEST(npy_hostile, npz_member_that_is_not_npy) {
 TEST(npy_hostile, every_single_byte_corruption_is_caught_or_harmless) {
   // Any one flipped byte must end in a facenet error or a well-formed result, never a crash (run
   // under ASan/UBSan to make "never" mean something).
-  for (const char* file : {"dict_p2.npy", "deflate.npz", "f8_fortran.npy"}) {
+  for (const char* file : {"dict_p2.npy", "deflate.npz", "zip64.npz", "f8_fortran.npy"}) {
     const std::string bytes = read_bytes(io_fixture(file));
     const bool npz = std::string(file).find(".npz") != std::string::npos;
     for (std::size_t i = 0; i < bytes.size(); ++i) {
