@@ -29,6 +29,7 @@ T lane_sum(const simd::batch<T>& v, std::size_t lanes = simd::width<T>) {
   for (std::size_t j = 0; j < lanes; ++j) s += tmp[j];
   return s;
 }
+
 // y[i] = f(a[i]) over n elements: full SIMD batches, then one zero-padded partial batch.
 template <class T, class F>
 void simd_map(T* y, const T* a, std::int64_t n, F&& f) {
