@@ -30,7 +30,8 @@ const conv_case kCases[] = {
     {3, 17, 7, 9, 33, 1, 1, pads(0, 0, 0, 0)},           // pointwise, batch
     {2, 5, 9, 9, 7, 1, 1, pads(0, 0, 0, 0, 2, 2)},       // 1x1 stride 2 (im2col)
     {1, 3, 11, 13, 5, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // implicit, padded copy + compaction
-    {2, 33, 9, 8, 17, 3, 3, pads(0, 0, 0, 0)},           // implicit, K = 297 crosses a K block
+    {2, 33, 9, 21, 17, 3, 3, pads(0, 0, 0, 0)},          // implicit, K = 297 crosses a K block
+    {2, 33, 9, 8, 17, 3, 3, pads(0, 0, 0, 0)},           // narrow: a third of the extended columns dropped
     {1, 7, 13, 11, 9, 5, 5, fk::conv2d_params::symmetric(2, 2)},
     {2, 3, 17, 15, 11, 7, 7, fk::conv2d_params::symmetric(3, 3, 2, 2)},  // NN4 conv1-like, im2col
     {1, 6, 9, 10, 5, 3, 3, pads(0, 0, 0, 0, 2, 2)},      // stride 2, no padding
