@@ -1,0 +1,191 @@
+// Training checkpoints: model weights, optimizer state, RNG state, step and data position in one
+// safetensors file, written durably (temp file + fsync + rename + directory fsync) so a crash or a
+// full disk never leaves a torn file in place of the last good checkpoint.
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "facenet/core/error.hpp"
+#include "facenet/io/safetensors.hpp"
+#include "facenet/io/tensor_map.hpp"
+
+namespace facenet::train {
+
+namespace detail {
+
+inline std::string errno_text() { return std::strerror(errno); }
+
+// Owns a POSIX descriptor so every early throw closes it.
+class fd_guard {
+ public:
+  explicit fd_guard(int fd) : fd_(fd) {}
+  ~fd_guard() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  fd_guard(const fd_guard&) = delete;
+  fd_guard& operator=(const fd_guard&) = delete;
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+inline void write_all(int fd, const std::string& bytes, const std::string& path) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    FACENET_CHECK(n > 0, io_error, "cannot write '" + path + "' (" + std::to_string(done) + " of " +
+                                       std::to_string(bytes.size()) + " bytes written): " + errno_text());
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+// Makes the rename itself durable (best effort: some filesystems refuse fsync on directories).
+inline void sync_directory(const std::string& dir) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace detail
+
+// Replaces `path` with `bytes` atomically: readers see the old file or the new one, never a mix.
+// On any failure the temp file is removed, `path` is untouched and io_error names the cause.
+inline void write_file_durably(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  detail::fd_guard fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  FACENET_CHECK(fd.get() >= 0, io_error, "cannot create '" + tmp + "': " + detail::errno_text());
+  try {
+    detail::write_all(fd.get(), bytes, tmp);
+    FACENET_CHECK(::fsync(fd.get()) == 0, io_error, "cannot flush '" + tmp + "' to disk: " + detail::errno_text());
+    FACENET_CHECK(::close(fd.release()) == 0, io_error, "cannot close '" + tmp + "': " + detail::errno_text());
+    FACENET_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, io_error,
+                  "cannot rename '" + tmp + "' to '" + path + "': " + detail::errno_text());
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+  detail::sync_directory(std::filesystem::path(path).parent_path().string());
+}
+
+// Everything a resumed run needs to continue bit for bit.
+struct checkpoint {
+  io::tensor_map weights;    // model parameters and buffers under their reference names
+  io::tensor_map optimizer;  // optimizer::export_state()
+  std::int64_t step = 0;     // optimizer steps done; also the next batch index of the sampler
+  std::string rng;           // std::mt19937_64 state (text form) of the mining RNG
+  std::map<std::string, std::string> info;  // free-form run description (arch, seed, ...)
+};
+
+inline std::string rng_to_string(const std::mt19937_64& rng) {
+  std::ostringstream s;
+  s << rng;
+  return s.str();
+}
+
+inline std::mt19937_64 rng_from_string(const std::string& text, const std::string& what) {
+  std::istringstream s(text);
+  std::mt19937_64 rng;
+  s >> rng;
+  FACENET_CHECK(!s.fail(), format_error, what + ": corrupt RNG state");
+  return rng;
+}
+
+namespace detail {
+
+constexpr const char* weights_prefix = "model/";
+constexpr const char* optimizer_prefix = "optimizer/";
+constexpr const char* info_prefix = "info.";
+
+inline std::int64_t parse_step(const std::string& text, const std::string& what) {
+  std::size_t used = 0;
+  long long v = -1;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  FACENET_CHECK(used == text.size() && v >= 0, format_error, what + ": invalid step '" + text + "'");
+  return v;
+}
+
+inline void add_prefixed(io::tensor_map& out, const io::tensor_map& in, const std::string& prefix) {
+  for (const auto& e : in.entries()) out.add(prefix + e.name, e.value);
+}
+
+}  // namespace detail
+
+// One safetensors file: tensors "model/<name>" and "optimizer/<name>/<buffer>"; metadata keys
+// "step", "rng", the optimizer's own metadata keys, and "info.<key>".
+inline io::tensor_map checkpoint_to_tensor_map(const checkpoint& c) {
+  io::tensor_map m;
+  detail::add_prefixed(m, c.weights, detail::weights_prefix);
+  detail::add_prefixed(m, c.optimizer, detail::optimizer_prefix);
+  m.metadata = c.optimizer.metadata;
+  for (const auto& [k, v] : c.weights.metadata) m.metadata[detail::info_prefix + std::string("model.") + k] = v;
+  for (const auto& [k, v] : c.info) m.metadata[detail::info_prefix + k] = v;
+  m.metadata["step"] = std::to_string(c.step);
+  m.metadata["rng"] = c.rng;
+  return m;
+}
+
+inline checkpoint checkpoint_from_tensor_map(const io::tensor_map& m, const std::string& what) {
+  checkpoint c;
+  const auto need = [&](const std::string& key) -> const std::string& {
+    const auto it = m.metadata.find(key);
+    FACENET_CHECK(it != m.metadata.end(), format_error, what + ": not a training checkpoint (no '" + key + "' metadata)");
+    return it->second;
+  };
+  c.step = detail::parse_step(need("step"), what);
+  c.rng = need("rng");
+  rng_from_string(c.rng, what);  // validate now, not at resume time
+  const std::string info = detail::info_prefix, model_info = info + "model.";
+  for (const auto& [k, v] : m.metadata) {
+    if (k.rfind(model_info, 0) == 0)
+      c.weights.metadata[k.substr(model_info.size())] = v;
+    else if (k.rfind(info, 0) == 0)
+      c.info[k.substr(info.size())] = v;
+    else if (k.rfind("optimizer", 0) == 0)
+      c.optimizer.metadata[k] = v;
+  }
+  const std::string wp = detail::weights_prefix, op = detail::optimizer_prefix;
+  for (const auto& e : m.entries()) {
+    if (e.name.rfind(wp, 0) == 0)
+      c.weights.add(e.name.substr(wp.size()), e.value);
+    else if (e.name.rfind(op, 0) == 0)
+      c.optimizer.add(e.name.substr(op.size()), e.value);
+    else
+      throw format_error(what + ": unexpected tensor '" + e.name + "' (expected model/... or optimizer/...)");
+  }
+  FACENET_CHECK(c.weights.size() > 0, format_error, what + ": checkpoint holds no model weights");
+  return c;
+}
+
+inline void save_checkpoint(const std::string& path, const checkpoint& c) {
+  write_file_durably(path, io::serialize_safetensors(checkpoint_to_tensor_map(c)));
+}
+
+inline checkpoint load_checkpoint(const std::string& path) {
+  return checkpoint_from_tensor_map(io::load_safetensors(path), path);
+}
+
+// The file name a run writes its latest checkpoint under.
+inline std::string checkpoint_path(const std::string& dir) { return (std::filesystem::path(dir) / "checkpoint.safetensors").string(); }
+
+}  // namespace facenet::train
