@@ -138,20 +138,23 @@ void batch_norm_backward(const Tensor<T>& dy, const Tensor<T>& x, const Tensor<T
   const T* invstd = saved_invstd.data();
   detail::batch_norm_param_grads(l, dy.data(), x.data(), mean, invstd, dgamma.data(), dbeta.data());
 
-  // dx = a * dy + b * x + c per channel, the constants folded once.
+  // dx = a * dy + b * (x - mean) + c per channel. Centring x before scaling matters in float: the
+  // folded form b * x + (c - b * mean) cancels catastrophically when |mean| >> std.
   Tensor<T> a = Tensor<T>::uninitialized(shape{C}), b = Tensor<T>::uninitialized(shape{C}),
             c0 = Tensor<T>::uninitialized(shape{C});
   const T inv_count = T(1) / static_cast<T>(l.outer * l.inner);
   for (std::int64_t c = 0; c < C; ++c) {
     const T ac = gamma.data()[c] * invstd[c];
-    const T kc = ac * invstd[c] * dgamma.data()[c] * inv_count;
     a.data()[c] = ac;
-    b.data()[c] = -kc;
-    c0.data()[c] = kc * mean[c] - ac * dbeta.data()[c] * inv_count;
+    b.data()[c] = -ac * invstd[c] * dgamma.data()[c] * inv_count;
+    c0.data()[c] = -ac * dbeta.data()[c] * inv_count;
   }
   dx.resize(x.shape());
-  detail::channel_map(l, dx.data(), dy.data(), x.data(), a.data(), b.data(), c0.data(),
-                      [](auto g, auto v, auto ac, auto bc, auto cc) { return simd::fma(ac, g, simd::fma(bc, v, cc)); });
+  // Two passes keep channel_map's five-operand shape: dx = b * (x - mean) + c, then dx += a * dy.
+  detail::channel_map(l, dx.data(), x.data(), x.data(), b.data(), mean, c0.data(),
+                      [](auto v, auto, auto bc, auto m, auto cc) { return simd::fma(bc, v - m, cc); });
+  detail::channel_map(l, dx.data(), dy.data(), dx.data(), a.data(), a.data(), a.data(),
+                      [](auto g, auto d, auto ac, auto, auto) { return simd::fma(ac, g, d); });
 }
 
 // Eval-mode gradient (statistics frozen): dx = dy * gamma / sqrt(running_var + eps).
