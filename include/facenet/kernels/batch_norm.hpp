@@ -104,13 +104,12 @@ void batch_norm_forward_training(const Tensor<T>& x, const Tensor<T>& gamma, con
   for (std::int64_t c = 0; c < C; ++c) var.data()[c] /= static_cast<T>(count);
   detail::inverse_std(var.data(), eps, C, invstd);
 
-  Tensor<T> scale = Tensor<T>::uninitialized(shape{C}), shift = Tensor<T>::uninitialized(shape{C});
-  for (std::int64_t c = 0; c < C; ++c) {
-    scale.data()[c] = gamma.data()[c] * invstd[c];
-    shift.data()[c] = beta.data()[c] - mean[c] * scale.data()[c];
-  }
+  Tensor<T> scale = Tensor<T>::uninitialized(shape{C});
+  for (std::int64_t c = 0; c < C; ++c) scale.data()[c] = gamma.data()[c] * invstd[c];
   y.resize(x.shape());
-  detail::channel_affine(l, x.data(), scale.data(), shift.data(), y.data());
+  // (x - mean) * scale + beta, not x * scale + (beta - mean * scale): the latter cancels in float.
+  detail::channel_map(l, y.data(), x.data(), x.data(), mean, scale.data(), beta.data(),
+                      [](auto v, auto, auto m, auto s, auto b) { return simd::fma(v - m, s, b); });
 
   if (!track) return;
   const T unbias = static_cast<T>(count) / static_cast<T>(count - 1);
