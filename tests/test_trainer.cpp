@@ -1,0 +1,312 @@
+// Trainer: a short NN4-small2 triplet training on ORL (30 people train, 10 held out), bit-exact
+// resume, NaN stop keeping the last checkpoint, durable checkpoint writes, CSV log and plots.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "facenet/train/checkpoint.hpp"
+#include "facenet/train/plot.hpp"
+#include "facenet/train/trainer.hpp"
+#include "facenet/train/training_log.hpp"
+#include "testing.hpp"
+
+namespace fs = std::filesystem;
+using namespace facenet;
+using namespace facenet::train;
+
+namespace {
+
+std::string orl_dir() { return (facenet::testing::shared_dir() / "data/orl").string(); }
+
+std::vector<std::string> orl_people(int first, int last) {
+  std::vector<std::string> p;
+  for (int i = first; i <= last; ++i) p.push_back("s" + std::to_string(i));
+  return p;
+}
+
+// A fresh, empty directory under the build's temp space.
+fs::path scratch_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("facenet_test_trainer_" + std::to_string(::getpid())) / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// Held-out verification pairs: every same-person pair of people s31..s40 (450) and as many
+// different-person pairs, shuffled so each of the 10 folds mixes both kinds.
+verification_set orl_holdout_pairs() {
+  const std::vector<std::string> people = orl_people(31, 40);
+  auto path = [&](std::size_t p, int img) { return orl_dir() + "/" + people[p] + "/" + std::to_string(img + 1) + ".pgm"; };
+  std::vector<std::pair<std::pair<std::string, std::string>, bool>> pairs;
+  for (std::size_t p = 0; p < people.size(); ++p)
+    for (int i = 0; i < 10; ++i)
+      for (int j = i + 1; j < 10; ++j) pairs.push_back({{path(p, i), path(p, j)}, true});
+  const std::size_t same = pairs.size();
+  for (std::size_t i = 0; i < same; ++i) {
+    const std::size_t a = i % 10, b = (a + 1 + (i / 10) % 9) % 10;
+    pairs.push_back({{path(a, static_cast<int>(i % 10)), path(b, static_cast<int>((i * 7 + 3) % 10))}, false});
+  }
+  std::mt19937_64 rng(5);
+  for (std::size_t i = pairs.size(); i > 1; --i) std::swap(pairs[i - 1], pairs[data::draw_index(rng, i)]);
+  verification_set v;
+  for (const auto& [p, s] : pairs) v.paths.push_back(p.first), v.paths.push_back(p.second), v.same.push_back(s);
+  return v;
+}
+
+trainer_config orl_config(std::int64_t steps, int p, int k) {
+  trainer_config c;
+  c.data_dir = orl_dir();
+  c.people = orl_people(1, 30);
+  c.batch_people = p, c.batch_images = k;
+  c.mining.strategy = loss::mining_strategy::batch_all;
+  c.optimizer = "adam";
+  c.lr = 1e-3;
+  c.steps = steps;
+  c.seed = 11;
+  c.threads = 1;  // bit-exactness needs a fixed count; one thread also avoids OpenMP spinning on a busy machine
+  c.workers = 2;
+  c.checkpoint_every = 0;
+  return c;
+}
+
+io::tensor_map round_trip(const io::tensor_map& m, const std::string& what) {
+  const std::string bytes = io::serialize_safetensors(m);
+  return io::parse_safetensors(io::byte_span{reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, what);
+}
+
+double mean_loss(const std::vector<step_record>& s, std::size_t first, std::size_t count) {
+  double sum = 0;
+  for (std::size_t i = first; i < first + count; ++i) sum += s[i].loss;
+  return sum / static_cast<double>(count);
+}
+
+}  // namespace
+
+TEST(Trainer, LearnsOnOrlAndBeatsTheUntrainedNetworkOnHeldOutPeople) {
+  FACENET_REQUIRE_SHARED("data/orl/s40");
+  const fs::path dir = scratch_dir("learn");
+  trainer_config c = orl_config(40, 5, 4);
+  c.eval = orl_holdout_pairs();
+  c.checkpoint_dir = dir.string();
+  trainer t(c);
+  EXPECT_EQ(t.dataset().size(), 30u);
+  const double before = t.evaluate().accuracy;
+  t.run();
+  const auto& s = t.log().steps();
+  ASSERT_EQ(s.size(), 40u);
+  const double first = mean_loss(s, 0, 10), last = mean_loss(s, 30, 10);
+  const double after = t.log().evaluations().back().accuracy;
+  std::printf("ORL: loss %.4f -> %.4f, held-out accuracy %.3f -> %.3f\n", first, last, before, after);
+  EXPECT_LT(last, 0.9 * first);
+  EXPECT_GT(after, before + 0.03);
+  // Outputs: CSV with one row per step, loss plot, ROC plots of both evaluations, checkpoint.
+  std::ifstream csv(dir / "training_log.csv");
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, training_log::header);
+  int rows = 0;
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(rows, 40);
+  EXPECT_TRUE(fs::exists(dir / "loss.png"));
+  EXPECT_TRUE(fs::exists(dir / "roc_step0.png"));
+  EXPECT_TRUE(fs::exists(dir / "roc_step40.png"));
+  EXPECT_EQ(load_checkpoint(checkpoint_path(dir.string())).step, 40);
+  // The exported weights load back into a fresh model and carry the metadata.
+  const io::tensor_map w = t.export_weights("facenet train test");
+  EXPECT_EQ(w.metadata.at("architecture"), "nn4_small2");
+  EXPECT_EQ(w.metadata.at("standardization"), "fixed");
+  EXPECT_EQ(w.metadata.at("source"), "facenet train test");
+  models::nn4_small2<float> fresh;
+  fresh.load(round_trip(w, "exported"));
+}
+
+TEST(Trainer, ResumeFromCheckpointReproducesTheLossesBitForBit) {
+  FACENET_REQUIRE_SHARED("data/orl/s40");
+  const std::int64_t n = 4;
+  trainer straight(orl_config(n, 3, 2));
+  straight.run();
+
+  const fs::path dir = scratch_dir("resume");
+  trainer_config c = orl_config(n, 3, 2);
+  c.checkpoint_dir = dir.string();
+  {
+    trainer first_half(c);
+    first_half.run({}, {}, n / 2);
+    EXPECT_EQ(first_half.step(), n / 2);
+  }
+  c.resume = true;
+  trainer second_half(c);
+  EXPECT_EQ(second_half.step(), n / 2);
+  second_half.run();
+
+  std::ifstream csv(dir / "training_log.csv");
+  std::string line;
+  std::getline(csv, line);
+  std::vector<std::string> rows;
+  while (std::getline(csv, line)) rows.push_back(line);
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(n));
+  const auto& a = straight.log().steps();
+  const auto& b = second_half.log().steps();
+  ASSERT_EQ(b.size(), static_cast<std::size_t>(n / 2));
+  for (std::int64_t i = 0; i < n; ++i) {
+    const step_record& r = a[static_cast<std::size_t>(i)];
+    EXPECT_EQ(training_log::format_row(r).substr(0, 40), rows[static_cast<std::size_t>(i)].substr(0, 40)) << "step " << i;
+    if (i >= n / 2) {
+      const step_record& q = b[static_cast<std::size_t>(i - n / 2)];
+      EXPECT_EQ(q.step, i);
+      EXPECT_EQ(q.loss, r.loss) << "step " << i;  // exact, not approximate
+      EXPECT_EQ(q.active_fraction, r.active_fraction);
+    }
+  }
+  const io::tensor_map wa = straight.export_weights(), wb = second_half.export_weights();
+  for (const auto& e : wa.entries()) EXPECT_EQ(facenet::testing::max_abs_diff(e.value, wb.at(e.name)), 0.0) << e.name;
+}
+
+TEST(Trainer, NanStopsWithTheStepAndKeepsTheLastGoodCheckpoint) {
+  FACENET_REQUIRE_SHARED("data/orl/s40");
+  const fs::path dir = scratch_dir("nan");
+  trainer_config c = orl_config(5, 2, 2);
+  c.checkpoint_every = 2;
+  c.checkpoint_dir = dir.string();
+  trainer t(c);
+  const auto poison = [&](const step_record& r) {
+    if (r.step == 2) t.model().parameters().front().value->data()[0] = std::nanf("");
+  };
+  try {
+    t.run(poison);
+    FAIL() << "NaN weights did not stop training";
+  } catch (const numeric_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("step 3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("at step 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("checkpoint.safetensors"), std::string::npos) << msg;
+  }
+  const checkpoint kept = load_checkpoint(checkpoint_path(dir.string()));
+  EXPECT_EQ(kept.step, 2);
+  for (const auto& e : kept.weights.entries())
+    for (float v : e.value) ASSERT_TRUE(std::isfinite(v)) << e.name;
+  // Resuming from it continues cleanly.
+  c.resume = true;
+  trainer resumed(c);
+  resumed.run();
+  EXPECT_EQ(resumed.step(), 5);
+}
+
+TEST(Trainer, UnwritableCheckpointIsAnIoErrorAndKeepsThePreviousFile) {
+  const fs::path dir = scratch_dir("durable");
+  const std::string path = (dir / "checkpoint.safetensors").string();
+  write_file_durably(path, "first");
+  fs::create_directory(path + ".tmp");  // the temp file cannot be created (works even as root)
+  EXPECT_THROW(write_file_durably(path, "second"), io_error);
+  std::ifstream in(path);
+  std::string content;
+  std::getline(in, content);
+  EXPECT_EQ(content, "first");
+  EXPECT_THROW(write_file_durably((dir / "missing" / "x").string(), "y"), io_error);
+  fs::remove(path + ".tmp");
+  write_file_durably(path, "second");
+  std::ifstream again(path);
+  std::getline(again, content);
+  EXPECT_EQ(content, "second");
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+}
+
+TEST(Checkpoint, RoundTripsEveryPartAndRejectsForeignFiles) {
+  checkpoint c;
+  c.weights.add("conv1.weight", facenet::testing::random_tensor<float>(shape{2, 3}, 1));
+  c.weights.metadata["architecture"] = "nn4_small2";
+  c.optimizer.add("conv1.weight/exp_avg", facenet::testing::random_tensor<float>(shape{2, 3}, 2));
+  c.optimizer.metadata["optimizer"] = "adam";
+  std::mt19937_64 rng(3);
+  rng.discard(17);
+  c.rng = rng_to_string(rng);
+  c.step = 42;
+  c.info["seed"] = "9";
+  const checkpoint d = checkpoint_from_tensor_map(round_trip(checkpoint_to_tensor_map(c), "mem"), "mem");
+  EXPECT_EQ(d.step, 42);
+  EXPECT_EQ(d.info.at("seed"), "9");
+  EXPECT_EQ(d.weights.metadata.at("architecture"), "nn4_small2");
+  EXPECT_EQ(d.optimizer.metadata.at("optimizer"), "adam");
+  EXPECT_EQ(facenet::testing::max_abs_diff(d.weights.at("conv1.weight"), c.weights.at("conv1.weight")), 0.0);
+  EXPECT_EQ(facenet::testing::max_abs_diff(d.optimizer.at("conv1.weight/exp_avg"), c.optimizer.at("conv1.weight/exp_avg")), 0.0);
+  std::mt19937_64 back = rng_from_string(d.rng, "mem");
+  EXPECT_EQ(back(), rng());
+
+  io::tensor_map weights_only;
+  weights_only.add("conv1.weight", c.weights.at("conv1.weight"));
+  EXPECT_THROW(checkpoint_from_tensor_map(weights_only, "plain.safetensors"), format_error);
+  io::tensor_map bad = checkpoint_to_tensor_map(c);
+  bad.metadata["step"] = "-3";
+  EXPECT_THROW(checkpoint_from_tensor_map(bad, "bad"), format_error);
+  bad.metadata["step"] = "1";
+  bad.metadata["rng"] = "not a state";
+  EXPECT_THROW(checkpoint_from_tensor_map(bad, "bad"), format_error);
+}
+
+TEST(TrainingLog, ResumeKeepsOnlyEarlierRows) {
+  const fs::path dir = scratch_dir("log");
+  const std::string path = (dir / "log.csv").string();
+  {
+    training_log log(path);
+    for (int i = 0; i < 5; ++i) log.add(step_record{i, 0, 1e-3, 1.0 / (i + 1)});
+  }
+  training_log resumed(path, 3);
+  resumed.add(step_record{3, 0, 1e-3, 9.0});
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[1].substr(0, 2), "0,");
+  EXPECT_EQ(lines[3].substr(0, 2), "2,");
+  EXPECT_EQ(lines[4].substr(0, 2), "3,");
+  EXPECT_NE(lines[4].find(",9,"), std::string::npos) << lines[4];
+}
+
+TEST(Plot, DrawsSeriesAndAxesAndRejectsBadInput) {
+  plot_series s{{0, 1, 2, 3}, {1, 0.5, 0.25, std::nan("")}, {255, 0, 0}};
+  const data::image img = render_line_plot({s});
+  ASSERT_EQ(img.width, 640);
+  ASSERT_EQ(img.channels, 3);
+  std::size_t red = 0, black = 0;
+  for (std::size_t i = 0; i < img.pixels.size(); i += 3) {
+    red += img.pixels[i] == 255 && img.pixels[i + 1] == 0 && img.pixels[i + 2] == 0;
+    black += img.pixels[i] == 0 && img.pixels[i + 1] == 0 && img.pixels[i + 2] == 0;
+  }
+  EXPECT_GT(red, 100u);
+  EXPECT_GT(black, 500u);
+  EXPECT_THROW(render_line_plot({plot_series{{0, 1}, {1}}}), argument_error);
+  plot_options tiny;
+  tiny.width = 20;
+  EXPECT_THROW(render_line_plot({s}, tiny), argument_error);
+  const fs::path dir = scratch_dir("plot");
+  save_roc_plot((dir / "roc.png").string(), {0, 0.1, 1}, {0, 0.8, 1});
+  const data::image back = data::load_image((dir / "roc.png").string());
+  EXPECT_EQ(back.width, 400);
+}
+
+TEST(Trainer, RejectsBadConfiguration) {
+  FACENET_REQUIRE_SHARED("data/orl/s40");
+  trainer_config c = orl_config(0, 4, 2);
+  EXPECT_THROW(trainer{c}, argument_error);  // neither steps nor epochs
+  c = orl_config(2, 4, 2);
+  c.architecture = "resnet50";
+  EXPECT_THROW(trainer{c}, argument_error);
+  c = orl_config(2, 4, 2);
+  c.optimizer = "lion";
+  EXPECT_THROW(trainer{c}, argument_error);
+  c = orl_config(2, 4, 2);
+  c.resume = true;
+  EXPECT_THROW(trainer{c}, argument_error);  // no checkpoint directory
+  c.checkpoint_dir = scratch_dir("empty").string();
+  EXPECT_THROW(trainer{c}, io_error);  // nothing to resume from
+  c = orl_config(2, 40, 2);
+  EXPECT_THROW(trainer{c}, argument_error);  // P larger than the 30 people
+}
