@@ -310,3 +310,40 @@ TEST(Trainer, RejectsBadConfiguration) {
   c = orl_config(2, 40, 2);
   EXPECT_THROW(trainer{c}, argument_error);  // P larger than the 30 people
 }
+
+TEST(Trainer, SoftmaxHeadTrainsCheckpointsAndResumes) {
+  FACENET_REQUIRE_SHARED("data/orl/s40");
+  const fs::path dir = scratch_dir("softmax");
+  trainer_config c = orl_config(3, 2, 2);
+  c.loss = objective::softmax;
+  c.checkpoint_dir = dir.string();
+  {
+    trainer t(c);
+    t.run({}, {}, 2);
+    for (const step_record& r : t.log().steps()) EXPECT_TRUE(std::isfinite(r.loss) && r.loss > 0) << r.step;
+  }
+  const checkpoint saved = load_checkpoint(checkpoint_path(dir.string()));
+  ASSERT_TRUE(saved.weights.contains("classifier.weight"));
+  EXPECT_EQ(saved.weights.at("classifier.weight").shape(), (shape{30, 128}));
+  c.resume = true;
+  trainer resumed(c);
+  resumed.run();
+  EXPECT_EQ(resumed.step(), 3);
+  EXPECT_FALSE(resumed.export_weights().contains("classifier.weight"));  // the head is not part of the model file
+}
+
+TEST(Trainer, CollapseIsReportedAndStopsAfterThePatience) {
+  FACENET_REQUIRE_SHARED("data/orl/s40");
+  trainer_config c = orl_config(5, 2, 2);
+  c.mining.collapse_threshold = 10;  // above any distance of unit vectors: every batch counts as collapsed
+  c.collapse_patience = 2;
+  trainer t(c);
+  try {
+    t.run();
+    FAIL() << "collapse was not detected";
+  } catch (const numeric_error& e) {
+    EXPECT_NE(std::string(e.what()).find("step 1: embeddings collapsed"), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(t.log().steps().size(), 2u);
+  EXPECT_TRUE(t.log().steps()[0].collapsed);
+}
