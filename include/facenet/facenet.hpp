@@ -2,6 +2,7 @@
 #pragma once
 
 #include "facenet/version.hpp"
+#include "facenet/pipeline.hpp"
 
 #include "facenet/core/eigen.hpp"
 #include "facenet/core/error.hpp"

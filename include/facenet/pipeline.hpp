@@ -1,0 +1,153 @@
+// The high-level face pipeline: load an embedding network and an MTCNN detector from files in any
+// supported format, and turn images into embeddings. What a user writes first; everything below it
+// is available piecewise through the fine-grained headers.
+#pragma once
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "facenet/core/error.hpp"
+#include "facenet/core/tensor.hpp"
+#include "facenet/data/image.hpp"
+#include "facenet/data/image_io.hpp"
+#include "facenet/data/standardize.hpp"
+#include "facenet/data/transforms.hpp"
+#include "facenet/detect/align.hpp"
+#include "facenet/detect/mtcnn.hpp"
+#include "facenet/io/convert.hpp"
+#include "facenet/models/inception_resnet_v1.hpp"
+#include "facenet/models/nn4_small2.hpp"
+
+namespace facenet {
+
+// One of the MTCNN networks from `dir`: <net>.safetensors (converted), <net>.pt (facenet-pytorch) or
+// detN.npy (davidsandberg), mapped so every layout ends up with facenet-pytorch names.
+inline io::tensor_map load_mtcnn_net(const std::string& dir, const std::string& net, const std::string& npy_name) {
+  for (const std::string& file : {net + ".safetensors", net + ".pt", npy_name}) {
+    const std::string path = (std::filesystem::path(dir) / file).string();
+    if (!std::filesystem::exists(path)) continue;
+    io::conversion_report report;
+    io::convert_options opt;
+    opt.arch = "mtcnn_" + net;
+    io::tensor_map w = io::prepare_conversion(path, opt, report);
+    FACENET_CHECK(report.ok(), format_error, path + " is not an MTCNN " + net + ": " + report.problems());
+    return w;
+  }
+  throw io_error("MTCNN directory '" + dir + "' has none of " + net + ".safetensors, " + net + ".pt, " + npy_name);
+}
+
+// P-, R- and O-Net from one directory (see load_mtcnn_net for the accepted files).
+inline detect::mtcnn load_mtcnn(const std::string& dir, const detect::mtcnn_options& opt = {}) {
+  FACENET_CHECK(std::filesystem::is_directory(dir), io_error, "MTCNN directory '" + dir + "' does not exist");
+  return detect::mtcnn::from_weights(load_mtcnn_net(dir, "pnet", "det1.npy"), load_mtcnn_net(dir, "rnet", "det2.npy"),
+                                     load_mtcnn_net(dir, "onet", "det3.npy"), opt);
+}
+
+inline std::unique_ptr<models::model<float>> make_embedding_model(const std::string& arch) {
+  if (arch == "nn4_small2") return std::make_unique<models::nn4_small2<float>>();
+  if (arch == "inception_resnet_v1") return std::make_unique<models::inception_resnet_v1<float>>();
+  throw argument_error("unknown architecture '" + arch + "' (nn4_small2 or inception_resnet_v1)");
+}
+
+// How each architecture's published weights expect their input: facenet-pytorch's
+// fixed_image_standardization for Inception-ResNet-v1, OpenFace's [0, 1] scaling for NN4-small2.
+inline data::standardization default_standardization(const std::string& arch) {
+  return arch == "nn4_small2" ? data::standardization::unit : data::standardization::fixed;
+}
+
+struct loaded_model {
+  std::unique_ptr<models::model<float>> net;
+  std::string arch;
+  std::string source;
+  data::standardization standardization = data::standardization::fixed;
+};
+
+// An embedding network from weights in any format the converter reads (safetensors, facenet-pytorch
+// .pt, TF checkpoint, Torch7, ...). The architecture comes from `arch_hint`, else from the file's
+// metadata / tensor names; the standardization from the metadata, else the architecture's default.
+// A classifier head in the file is dropped.
+inline loaded_model load_embedding_model(const std::string& path, const std::string& arch_hint = "") {
+  FACENET_CHECK(std::filesystem::exists(path), io_error, "weights file '" + path + "' does not exist");
+  io::conversion_report report;
+  io::convert_options opt;
+  opt.arch = arch_hint;
+  const io::tensor_map all = io::prepare_conversion(path, opt, report);
+  const std::string arch = report.arch.substr(0, report.arch.find(':'));
+  FACENET_CHECK(arch == "nn4_small2" || arch == "inception_resnet_v1", format_error,
+                path + " holds " + report.arch + " weights, not an embedding network (nn4_small2, inception_resnet_v1)");
+  FACENET_CHECK(report.ok(), format_error, path + " does not fit " + arch + ": " + report.problems());
+  loaded_model m{make_embedding_model(arch), arch, path, default_standardization(arch)};
+  const auto s = all.metadata.find("standardization");
+  if (s != all.metadata.end() && !s->second.empty()) m.standardization = data::parse_standardization(s->second);
+  io::tensor_map wanted;
+  for (const auto& p : m.net->parameters())
+    if (all.contains(p.name)) wanted.add(p.name, all.at(p.name));
+  m.net->load(wanted);
+  return m;
+}
+
+// Image -> largest face -> aligned crop -> standardized tensor -> L2-normalised embedding.
+class face_embedder {
+ public:
+  face_embedder(const std::string& weights, const std::string& mtcnn_dir, const detect::mtcnn_options& opt = {})
+      : model_(load_embedding_model(weights)), embedder_(*model_.net), detector_(load_mtcnn(mtcnn_dir, opt)) {}
+
+  // The largest face of `img` (facenet-pytorch's default selection); nullopt when there is none.
+  std::optional<detect::face> find_face(const data::image& img) {
+    const auto faces = detect::select_faces(detector_.detect(img), img.width, img.height, false);
+    if (faces.empty()) return std::nullopt;
+    return faces.front();
+  }
+  // The face the network sees: facenet-pytorch's crop (margin in pixels) at the network's input size.
+  data::image aligned_face(const data::image& img, const detect::face& f, float margin = 0) const {
+    detect::crop_options c;
+    c.image_size = static_cast<int>(model_.net->info().input_size);
+    c.margin = margin;
+    return detect::extract_face(img, f.b, c);
+  }
+  // Embedding of an already aligned face of any size (resized to the input size if needed).
+  Tensor<float> embed_aligned(const data::image& face) const {
+    const int size = static_cast<int>(model_.net->info().input_size);
+    const data::image in = face.width == size && face.height == size
+                               ? face
+                               : data::resize_bilinear_pil(face, data::full_rect(face), size, size);
+    Tensor<float> x = data::to_tensor(in);
+    data::standardize(x, model_.standardization);
+    return embedder_.embed(x);
+  }
+  // Embedding of the largest face in `img`; throws argument_error naming `what` if there is none.
+  Tensor<float> embed(const data::image& img, const std::string& what = "image") {
+    const auto f = find_face(img);
+    FACENET_CHECK(f.has_value(), argument_error, "no face found in " + what);
+    return embed_aligned(aligned_face(img, *f));
+  }
+  Tensor<float> embed_file(const std::string& path) { return embed(data::load_image(path), "'" + path + "'"); }
+
+  const loaded_model& model() const noexcept { return model_; }
+  detect::mtcnn& detector() noexcept { return detector_; }
+
+ private:
+  loaded_model model_;
+  models::embedder<float> embedder_;
+  detect::mtcnn detector_;
+};
+
+// Euclidean distance between two L2-normalised embeddings ([1, D] or [D]); facenet-pytorch's README
+// and davidsandberg's validation use it, with about 1.1 separating same from different people for
+// the VGGFace2 Inception-ResNet-v1.
+inline double embedding_distance(const Tensor<float>& a, const Tensor<float>& b) {
+  FACENET_CHECK(a.numel() == b.numel(), shape_error,
+                "embedding_distance: " + a.shape().str() + " vs " + b.shape().str());
+  double d = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    const double v = static_cast<double>(a.data()[i]) - b.data()[i];
+    d += v * v;
+  }
+  return std::sqrt(d);
+}
+
+}  // namespace facenet
