@@ -1,0 +1,94 @@
+// facenet bench: wall time of a model's inference forward (or of a training step) on random input.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "common.hpp"
+
+namespace facenet::cli {
+namespace {
+
+const char* help =
+    "usage: facenet bench [--arch nn4_small2|inception_resnet_v1] [--batch 8] [--threads T] [--train]\n"
+    "                     [--iters 10] [--weights W] [--json]\n"
+    "Times the inference embedder (BN folded) or, with --train, one forward(training) + backward step,\n"
+    "on a random batch, after one warm-up run. Random weights unless --weights is given.\n"
+    "Prints ms_median, ms_min, img_per_s and gflops (achieved GFLOP/s) per run of the batch.\n";
+
+// Forward FLOPs per image (2 x multiply-adds of every convolution and linear layer), counted with
+// forward hooks on the PyTorch twins of both networks in tests/fixtures/make_model_fixtures.py.
+// A training step is counted as 3 forwards (backward = grad w.r.t. input + grad w.r.t. weights).
+double forward_flops(const std::string& arch) {
+  if (arch == "inception_resnet_v1") return 2835324608.0;
+  if (arch == "nn4_small2") return 400236544.0;
+  throw argument_error("no FLOP count for architecture '" + arch + "'");
+}
+
+template <class F>
+std::vector<double> time_runs(long iters, F&& run) {
+  run();  // warm-up: packs weights, sizes workspaces
+  std::vector<double> ms;
+  progress_bar bar("bench", iters);
+  for (long i = 0; i < iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    bar.update(i + 1);
+  }
+  bar.finish();
+  std::sort(ms.begin(), ms.end());
+  return ms;
+}
+
+}  // namespace
+
+int run_bench(int argc, char** argv, int first) {
+  const auto a = parse_command(argc, argv, first, help, {"train", "json"}, {"arch", "batch", "iters", "weights"});
+  if (!a) return exit_ok;
+  FACENET_CHECK(a->positional().empty(), argument_error, "unexpected argument '" + (a->positional().empty() ? "" : a->positional()[0]) + "'");
+  const long batch = a->integer("batch", 8), iters = a->integer("iters", 10);
+  FACENET_CHECK(batch >= 1 && batch <= 4096, argument_error, "--batch must be in [1, 4096]");
+  FACENET_CHECK(iters >= 1, argument_error, "--iters must be >= 1");
+  loaded_model m = model_from_args(*a, true);
+  const std::int64_t s = m.net->info().input_size;
+  Tensor<float> x({batch, 3, s, s});
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (auto& v : x) v = u(rng);
+
+  const bool train = a->has("train");
+  std::vector<double> ms;
+  if (train) {
+    Tensor<float> y, dx, dy;
+    ms = time_runs(iters, [&] {
+      m.net->forward(x, y, true);
+      if (dy.shape() != y.shape()) {
+        dy = Tensor<float>(y.shape());
+        for (auto& v : dy) v = 1.0f / static_cast<float>(y.numel());
+      }
+      m.net->backward(dy, dx);
+    });
+  } else {
+    models::embedder<float> e(*m.net);
+    Tensor<float> y;
+    ms = time_runs(iters, [&] { e.embed(x, y); });
+  }
+  const double median = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  const double img_per_s = 1000.0 * static_cast<double>(batch) / median;
+  const double gflops = forward_flops(m.arch) * (train ? 3 : 1) * static_cast<double>(batch) / (median * 1e6);
+  if (a->has("json"))
+    std::printf("{\"arch\": \"%s\", \"batch\": %ld, \"threads\": %d, \"train\": %s, \"iters\": %ld, \"ms_median\": %.4f, "
+                "\"ms_min\": %.4f, \"img_per_s\": %.3f, \"gflops\": %.3f}\n",
+                m.arch.c_str(), batch, parallel::max_threads(), train ? "true" : "false", iters, median, ms.front(),
+                img_per_s, gflops);
+  else
+    std::printf("%s %s, batch %ld, %d threads, %ld runs: median %.2f ms, min %.2f ms, %.1f img/s, %.1f GFLOP/s\n",
+                m.arch.c_str(), train ? "training step" : "inference", batch, parallel::max_threads(), iters, median,
+                ms.front(), img_per_s, gflops);
+  return exit_ok;
+}
+
+}  // namespace facenet::cli

@@ -1,0 +1,383 @@
+// What several facenet commands share: --threads, --help text, MTCNN and embedding-model loading,
+// the image -> aligned face -> standardized tensor path, and writing embeddings. Thin glue over the
+// library; anything algorithmic lives in include/facenet.
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <cstring>
+#include <vector>
+
+#include "args.hpp"
+#include "exit_codes.hpp"
+#include "progress.hpp"
+#include "facenet/core/parallel.hpp"
+#include "facenet/data/dataset.hpp"
+#include "facenet/data/image_io.hpp"
+#include "facenet/data/standardize.hpp"
+#include "facenet/detect/align.hpp"
+#include "facenet/detect/mtcnn.hpp"
+#include "facenet/io/convert.hpp"
+#include "facenet/models/inception_resnet_v1.hpp"
+#include "facenet/models/model.hpp"
+#include "facenet/models/nn4_small2.hpp"
+
+namespace facenet::cli {
+
+namespace fs = std::filesystem;
+using model_ptr = std::unique_ptr<models::model<float>>;
+
+// Options every command accepts on top of its own.
+inline std::set<std::string> with_common_flags(std::set<std::string> flags) {
+  flags.insert("help");
+  return flags;
+}
+inline std::set<std::string> with_common_options(std::set<std::string> options) {
+  options.insert("threads");
+  return options;
+}
+
+// Parses the command line; prints `help` and returns nullopt on --help.
+inline std::optional<args> parse_command(int argc, char** argv, int first, const char* help, std::set<std::string> flags,
+                                         std::set<std::string> options) {
+  args a(argc, argv, first, with_common_flags(std::move(flags)), with_common_options(std::move(options)));
+  if (a.has("help")) {
+    std::fputs(help, stdout);
+    return std::nullopt;
+  }
+  if (a.has("threads")) {
+    const long t = a.integer("threads", 0);
+    FACENET_CHECK(t >= 1 && t <= 1024, argument_error, "--threads must be in [1, 1024], got " + a.get("threads"));
+    parallel::set_num_threads(static_cast<int>(t));
+  }
+  return a;
+}
+
+inline void require_file(const std::string& path, const std::string& what) {
+  FACENET_CHECK(fs::exists(path), io_error, what + " '" + path + "' does not exist");
+}
+
+// --- MTCNN ------------------------------------------------------------------------------------
+
+// $FACENET_MTCNN, else the shared facenet-pytorch weights next to the repository, else "".
+inline std::string default_mtcnn_dir() {
+  if (const char* env = std::getenv("FACENET_MTCNN"); env && *env) return env;
+  for (const char* candidate : {"../shared/weights/mtcnn/facenet-pytorch", "../../shared/weights/mtcnn/facenet-pytorch"})
+    if (fs::is_directory(candidate)) return candidate;
+#ifdef FACENET_SHARED_DIR
+  if (fs::is_directory(FACENET_SHARED_DIR "/weights/mtcnn/facenet-pytorch")) return FACENET_SHARED_DIR "/weights/mtcnn/facenet-pytorch";
+#endif
+  return "";
+}
+
+// One of P/R/O-Net from `dir`: <net>.safetensors, <net>.pt (facenet-pytorch) or detN.npy
+// (davidsandberg), mapped by the converter so every layout ends up with facenet-pytorch names.
+inline io::tensor_map load_mtcnn_net(const std::string& dir, const std::string& net, const std::string& npy_name) {
+  for (const std::string& file : {net + ".safetensors", net + ".pt", npy_name}) {
+    const std::string path = (fs::path(dir) / file).string();
+    if (!fs::exists(path)) continue;
+    io::conversion_report report;
+    io::convert_options opt;
+    opt.arch = "mtcnn_" + net;
+    io::tensor_map w = io::prepare_conversion(path, opt, report);
+    FACENET_CHECK(report.ok(), format_error, path + " is not an MTCNN " + net + ": " + report.problems());
+    return w;
+  }
+  throw io_error("MTCNN directory '" + dir + "' has none of " + net + ".safetensors, " + net + ".pt, " + npy_name);
+}
+
+inline detect::mtcnn load_mtcnn(std::string dir, const detect::mtcnn_options& opt = {}) {
+  if (dir.empty()) dir = default_mtcnn_dir();
+  FACENET_CHECK(!dir.empty(), io_error,
+                "no MTCNN weights: pass --mtcnn DIR or set FACENET_MTCNN (a directory with pnet/rnet/onet .pt, "
+                ".safetensors or det1-3.npy)");
+  FACENET_CHECK(fs::is_directory(dir), io_error, "MTCNN directory '" + dir + "' does not exist");
+  return detect::mtcnn::from_weights(load_mtcnn_net(dir, "pnet", "det1.npy"), load_mtcnn_net(dir, "rnet", "det2.npy"),
+                                     load_mtcnn_net(dir, "onet", "det3.npy"), opt);
+}
+
+// --- embedding models -------------------------------------------------------------------------
+
+inline model_ptr make_model(const std::string& arch) {
+  if (arch == "nn4_small2") return std::make_unique<models::nn4_small2<float>>();
+  if (arch == "inception_resnet_v1") return std::make_unique<models::inception_resnet_v1<float>>();
+  throw argument_error("unknown architecture '" + arch + "' (nn4_small2 or inception_resnet_v1)");
+}
+
+// Deterministic He-uniform weights, zero biases, identity batch norm: a network that runs and
+// separates inputs, for benchmarks and for demos without trained weights.
+inline void randomize(models::model<float>& m, std::uint32_t seed = 42) {
+  std::mt19937 rng(seed);
+  for (auto& p : m.parameters()) {
+    const std::string& n = p.name;
+    const auto ends_with = [&](const char* s) { return n.size() >= std::strlen(s) && n.compare(n.size() - std::strlen(s), std::string::npos, s) == 0; };
+    Tensor<float>& t = *p.value;
+    if (t.rank() >= 2) {
+      const double fan_in = static_cast<double>(t.numel() / t.size(0));
+      std::uniform_real_distribution<float> d(-static_cast<float>(std::sqrt(6.0 / fan_in)), static_cast<float>(std::sqrt(6.0 / fan_in)));
+      for (auto& v : t) v = d(rng);
+    } else {
+      const float fill = (ends_with("running_var") || ends_with("weight")) ? 1.0f : 0.0f;
+      for (auto& v : t) v = fill;
+    }
+  }
+}
+
+struct loaded_model {
+  model_ptr net;
+  std::string arch;
+  std::string source;  // the weights file, or "random (seed N)"
+};
+
+// Weights in any format the converter reads (safetensors, facenet-pytorch .pt, ...); the
+// architecture comes from --arch, else from the tensor names. A classifier head is dropped.
+inline loaded_model load_model(const std::string& path, const std::string& arch_hint) {
+  require_file(path, "weights file");
+  io::conversion_report report;
+  io::convert_options opt;
+  opt.arch = arch_hint;
+  const io::tensor_map all = io::prepare_conversion(path, opt, report);
+  const std::string arch = report.arch.substr(0, report.arch.find(':'));
+  FACENET_CHECK(arch == "nn4_small2" || arch == "inception_resnet_v1", format_error,
+                path + " holds " + report.arch + " weights, not an embedding network (nn4_small2, inception_resnet_v1)");
+  FACENET_CHECK(report.ok(), format_error, path + " does not fit " + arch + ": " + report.problems());
+  loaded_model m{make_model(arch), arch, path};
+  io::tensor_map wanted;
+  for (const auto& p : m.net->parameters())
+    if (all.contains(p.name)) wanted.add(p.name, all.at(p.name));
+  m.net->load(wanted);
+  return m;
+}
+
+// --weights W, else $FACENET_WEIGHTS, else (only when allowed) random weights of --arch.
+inline loaded_model model_from_args(const args& a, bool allow_random) {
+  std::string path = a.get("weights");
+  if (path.empty())
+    if (const char* env = std::getenv("FACENET_WEIGHTS"); env && *env) path = env;
+  if (!path.empty()) return load_model(path, a.get("arch"));
+  FACENET_CHECK(allow_random, argument_error, "--weights W is required (or set FACENET_WEIGHTS)");
+  const std::string arch = a.get("arch", "nn4_small2");
+  loaded_model m{make_model(arch), arch, "random (seed 42)"};
+  randomize(*m.net);
+  return m;
+}
+
+// How each architecture's published weights expect their input: facenet-pytorch's
+// fixed_image_standardization for Inception-ResNet-v1, OpenFace's [0, 1] scaling for NN4-small2.
+inline data::standardization default_standardization(const std::string& arch) {
+  return arch == "nn4_small2" ? data::standardization::unit : data::standardization::fixed;
+}
+
+// --- faces ------------------------------------------------------------------------------------
+
+inline detect::mtcnn_options mtcnn_options_from(const args& a) {
+  detect::mtcnn_options o;
+  o.min_face_size = static_cast<float>(a.number("min-face", o.min_face_size));
+  o.factor = a.number("factor", o.factor);
+  if (a.has("thresholds")) {
+    const std::string s = a.get("thresholds");
+    std::vector<float> t;
+    std::size_t start = 0;
+    for (std::size_t comma; start <= s.size(); start = comma + 1) {
+      comma = s.find(',', start);
+      if (comma == std::string::npos) comma = s.size();
+      const std::string part = s.substr(start, comma - start);
+      char* end = nullptr;
+      const double v = std::strtod(part.c_str(), &end);
+      FACENET_CHECK(!part.empty() && end && *end == '\0', argument_error, "--thresholds expects a,b,c numbers, got '" + s + "'");
+      t.push_back(static_cast<float>(v));
+    }
+    FACENET_CHECK(t.size() == 3, argument_error, "--thresholds expects three numbers a,b,c, got '" + s + "'");
+    o.thresholds = {t[0], t[1], t[2]};
+  }
+  o.validate();
+  return o;
+}
+
+enum class align_method { crop, similarity };
+
+inline align_method parse_align_method(const std::string& s) {
+  if (s == "crop") return align_method::crop;
+  if (s == "similarity") return align_method::similarity;
+  throw argument_error("--method must be crop or similarity, not '" + s + "'");
+}
+
+inline data::image align(const data::image& img, const detect::face& f, align_method method, int size, float margin) {
+  if (method == align_method::similarity) return detect::align_face(img, f.points, size);
+  detect::crop_options c;
+  c.image_size = size;
+  c.margin = margin;
+  return detect::extract_face(img, f.b, c);
+}
+
+// The face facenet-pytorch's MTCNN returns by default (select_largest=True); no_face_error if none.
+inline detect::face main_face(detect::mtcnn& detector, const data::image& img, const std::string& path) {
+  const auto faces = detect::select_faces(detector.detect(img), img.width, img.height, false);
+  if (faces.empty()) throw no_face_error("no face found in '" + path + "'");
+  return faces.front();
+}
+
+// Loads `path` and returns the face the network will see: the largest detected face aligned to
+// `size`, or (no detector) the whole image resized to `size`.
+inline data::image face_image(const std::string& path, detect::mtcnn* detector, align_method method, int size, float margin) {
+  require_file(path, "image");
+  const data::image img = data::load_image(path);
+  if (detector) return align(img, main_face(*detector, img, path), method, size, margin);
+  return data::resize_bilinear_pil(img, data::full_rect(img), size, size);
+}
+
+// Faces -> one standardized [N, 3, S, S] batch.
+inline Tensor<float> face_batch(const std::vector<data::image>& faces, data::standardization s) {
+  FACENET_CHECK(!faces.empty(), argument_error, "no images given");
+  Tensor<float> x = Tensor<float>::uninitialized({static_cast<std::int64_t>(faces.size()), 3, faces[0].height, faces[0].width});
+  for (std::size_t i = 0; i < faces.size(); ++i) data::to_tensor(faces[i], x, static_cast<std::int64_t>(i));
+  data::standardize(x, s);
+  return x;
+}
+
+inline double squared_distance(const Tensor<float>& e, std::int64_t i, std::int64_t j) {
+  double d = 0;
+  for (std::int64_t k = 0; k < e.size(1); ++k) {
+    const double v = static_cast<double>(e.data()[i * e.size(1) + k]) - e.data()[j * e.size(1) + k];
+    d += v * v;
+  }
+  return d;
+}
+
+// Euclidean distance of L2-normalised embeddings; facenet-pytorch's README and davidsandberg's
+// validation use this metric, with ~1.1 as the same/different threshold for the VGGFace2 model.
+inline double distance(const Tensor<float>& e, std::int64_t i, std::int64_t j) { return std::sqrt(squared_distance(e, i, j)); }
+constexpr double default_threshold = 1.1;
+
+// Boxes (green) and landmarks (red), thick enough to see on large photos.
+inline void draw_faces(data::image& img, const std::vector<detect::face>& faces) {
+  const int thickness = std::max(2, std::min(img.width, img.height) / 300);
+  for (const auto& f : faces) {
+    data::draw_box(img, f.b.x1, f.b.y1, f.b.x2, f.b.y2, {0, 255, 0}, thickness);
+    for (const auto& p : f.points) data::draw_point(img, p[0], p[1], {255, 0, 0}, thickness + 1);
+  }
+}
+
+// The image -> face -> embedding path shared by embed, verify, identify, cluster and demo, set up
+// from the common options (--weights, --arch, --no-detect, --mtcnn, --method, --margin).
+class face_embedder {
+ public:
+  face_embedder(const args& a, bool allow_random)
+      : model_(model_from_args(a, allow_random)), net_(*model_.net),
+        method_(parse_align_method(a.get("method", "crop"))),
+        margin_(static_cast<float>(a.number("margin", 0))),
+        standardization_(a.has("standardize") ? data::parse_standardization(a.get("standardize"))
+                                              : default_standardization(model_.arch)) {
+    if (!a.has("no-detect")) detector_.emplace(load_mtcnn(a.get("mtcnn"), mtcnn_options_from(a)));
+  }
+
+  const loaded_model& model() const noexcept { return model_; }
+  int input_size() const { return static_cast<int>(net_.info().input_size); }
+
+  // One embedding row per path, in order; batches of 16 keep memory flat on long lists.
+  Tensor<float> embed_files(const std::vector<std::string>& paths, const char* label = "embed") {
+    for (const auto& p : paths) require_file(p, "image");
+    std::vector<data::image> faces;
+    progress_bar bar(label, static_cast<long>(paths.size()));
+    for (const auto& p : paths) {
+      faces.push_back(face_image(p, detector_ ? &*detector_ : nullptr, method_, input_size(), margin_));
+      bar.update(static_cast<long>(faces.size()));
+    }
+    bar.finish();
+    return embed_faces(faces);
+  }
+
+  Tensor<float> embed_faces(const std::vector<data::image>& faces) {
+    FACENET_CHECK(!faces.empty(), argument_error, "no faces to embed");
+    const std::int64_t d = net_.info().embedding_size, n = static_cast<std::int64_t>(faces.size()), chunk = 16;
+    Tensor<float> out = Tensor<float>::uninitialized({n, d});
+    for (std::int64_t b = 0; b < n; b += chunk) {
+      const std::vector<data::image> part(faces.begin() + b, faces.begin() + std::min(n, b + chunk));
+      const Tensor<float> e = net_.embed(face_batch(part, standardization_));
+      std::copy(e.data(), e.data() + e.numel(), out.data() + b * d);
+    }
+    return out;
+  }
+  Tensor<float> embed_tensor(const Tensor<float>& x) { return net_.embed(x); }
+
+ private:
+  loaded_model model_;
+  models::embedder<float> net_;
+  std::optional<detect::mtcnn> detector_;
+  align_method method_;
+  float margin_;
+  data::standardization standardization_;
+};
+
+// Options face_embedder reads.
+inline std::set<std::string> embedding_options(std::set<std::string> extra = {}) {
+  for (const char* o : {"weights", "arch", "mtcnn", "method", "margin", "standardize", "min-face", "thresholds", "factor"})
+    extra.insert(o);
+  return extra;
+}
+constexpr const char* embedding_help =
+    "  --weights W      embedding weights (safetensors from `facenet convert`, or a facenet-pytorch .pt);\n"
+    "                   default $FACENET_WEIGHTS\n"
+    "  --arch A         nn4_small2 | inception_resnet_v1 (default: from the tensor names)\n"
+    "  --no-detect      images are already aligned faces: resize only\n"
+    "  --mtcnn DIR      MTCNN weights (default $FACENET_MTCNN or ../shared/weights/mtcnn/facenet-pytorch)\n"
+    "  --method M       crop (facenet-pytorch extract_face) | similarity (5-point warp); default crop\n"
+    "  --margin PX      crop margin in output pixels (default 0)\n"
+    "  --standardize S  fixed | prewhiten | unit (default: fixed for inception_resnet_v1, unit for nn4_small2)\n"
+    "  --threads N      worker threads\n";
+
+// --- output -----------------------------------------------------------------------------------
+
+// A 2-D float32 array as NumPy .npy version 1.0 (little-endian, C order).
+inline void save_npy_2d(const std::string& path, const Tensor<float>& t) {
+  FACENET_CHECK(t.rank() == 2 && t.is_contiguous(), shape_error, "save_npy_2d: expected a contiguous matrix, got " + t.shape().str());
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(t.size(0)) + ", " +
+                       std::to_string(t.size(1)) + "), }";
+  header.append(63 - (10 + header.size()) % 64, ' ').push_back('\n');  // total header a multiple of 64
+  std::ofstream out(path, std::ios::binary);
+  FACENET_CHECK(out.good(), io_error, "cannot write '" + path + "'");
+  const std::uint16_t len = static_cast<std::uint16_t>(header.size());
+  out.write("\x93NUMPY\x01\x00", 8);
+  const char len_le[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
+  out.write(len_le, 2);
+  out << header;
+  out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.numel() * sizeof(float)));
+  FACENET_CHECK(out.good(), io_error, "failed writing '" + path + "'");
+}
+
+inline void save_csv_2d(const std::string& path, const Tensor<float>& t) {
+  std::ofstream out(path);
+  FACENET_CHECK(out.good(), io_error, "cannot write '" + path + "'");
+  char buf[32];
+  for (std::int64_t i = 0; i < t.size(0); ++i)
+    for (std::int64_t k = 0; k < t.size(1); ++k) {
+      std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(t.data()[i * t.size(1) + k]));
+      out << buf << (k + 1 < t.size(1) ? ',' : '\n');
+    }
+  FACENET_CHECK(out.good(), io_error, "failed writing '" + path + "'");
+}
+
+inline std::vector<std::string> images_in(const std::string& dir) {
+  FACENET_CHECK(fs::is_directory(dir), io_error, "'" + dir + "' is not a directory");
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    std::string ext = e.path().extension().string();
+    for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const auto& known = data::default_image_extensions();
+    if (e.is_regular_file() && std::find(known.begin(), known.end(), ext) != known.end()) out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace facenet::cli
