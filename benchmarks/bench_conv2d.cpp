@@ -1,6 +1,6 @@
 // conv2d at the shapes of Inception-ResNet-v1 (160x160 input; facenet-pytorch InceptionResnetV1 gives
 // conv2d_1a 160->79, conv2d_2a 79->77, conv2d_2b 77 pad 1, conv2d_4a 38->36, conv2d_4b 36->17 stride 2,
-// Block35 at 17x17, Block17 at 8x8, Block8 at 3x3) and NN4-small2 (96x96 input). Forward through
+// Block35 at 17x17, Block17 at 8x8, Block8 at 3x3, their 1x1s at batch 16 as one batched GEMM) and NN4-small2 (96x96 input). Forward through
 // conv2d_plan (inference: packed weights, fused bias+relu) and conv2d_forward, backward data and weight,
 // batch 1 and 16. GFLOP/s counts 2*O*C*KH*KW*OH*OW per image for every pass.
 #include <string>
@@ -29,6 +29,9 @@ const conv_shape kShapes[] = {
     {"irv1_block17_1x7_128to128_8", 128, 8, 8, 128, 1, 7, fk::conv2d_params::symmetric(0, 3)},
     {"irv1_block17_7x1_128to128_8", 128, 8, 8, 128, 7, 1, fk::conv2d_params::symmetric(3, 0)},
     {"irv1_block8_1x3_192to192_3", 192, 3, 3, 192, 1, 3, fk::conv2d_params::symmetric(0, 1)},
+    {"irv1_block17_1x1_896to128_8", 896, 8, 8, 128, 1, 1, {}},
+    {"irv1_block8_1x1_1792to192_3", 1792, 3, 3, 192, 1, 1, {}},
+    {"irv1_block8_up_384to1792_3", 384, 3, 3, 1792, 1, 1, {}},
     {"nn4_conv1_7x7_3to64_s2_96", 3, 96, 96, 64, 7, 7, fk::conv2d_params::symmetric(3, 3, 2, 2)},
     {"nn4_conv3_3x3_64to192_p1_24", 64, 24, 24, 192, 3, 3, fk::conv2d_params::symmetric(1, 1)},
     {"nn4_3a_3x3_96to128_p1_12", 96, 12, 12, 128, 3, 3, fk::conv2d_params::symmetric(1, 1)},
@@ -80,7 +83,7 @@ const int kRegistered = [] {
       for (std::int64_t batch : {1, 16}) {
         if (which == pass::forward && batch > 1) continue;  // same engine as plan_forward
         for (int threads : {2, 1}) {
-          if (threads == 1 && (which != pass::plan_forward || batch > 1)) continue;
+          if (threads == 1 && which != pass::plan_forward) continue;
           const std::string name = std::string(pass_name(which)) + "/" + cs.name + "/batch" + std::to_string(batch) +
                                    "/threads" + std::to_string(threads);
           benchmark::RegisterBenchmark(name.c_str(), bm_conv, cs, which, batch, threads)

@@ -27,7 +27,9 @@ fk::conv2d_params pads(int t, int b, int l, int r, int sh = 1, int sw = 1) { ret
 // Odd sizes (not multiples of the SIMD width); each line exercises one lowering path or edge.
 const conv_case kCases[] = {
     {1, 5, 9, 11, 17, 1, 1, pads(0, 0, 0, 0)},           // pointwise GEMM
-    {3, 17, 7, 9, 33, 1, 1, pads(0, 0, 0, 0)},           // pointwise, batch
+    {3, 17, 7, 9, 33, 1, 1, pads(0, 0, 0, 0)},           // pointwise, batch: one GEMM over the batch
+    {5, 37, 3, 3, 21, 1, 1, pads(0, 0, 0, 0)},           // Block8-like 3x3 pixels, batched
+    {2, 6, 8, 8, 7, 1, 1, pads(0, 0, 0, 0)},             // 64 pixels: one GEMM per image
     {2, 5, 9, 9, 7, 1, 1, pads(0, 0, 0, 0, 2, 2)},       // 1x1 stride 2 (im2col)
     {1, 3, 11, 13, 5, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // implicit, padded copy + compaction
     {2, 33, 9, 21, 17, 3, 3, pads(0, 0, 0, 0)},          // implicit, K = 297 crosses a K block
@@ -187,6 +189,9 @@ TEST(Conv2dPlan, MatchesForwardWithFusedEpilogue) {
   // Bigger than one K block and one N block, threaded, batch 2.
   check_plan<float>({2, 40, 23, 29, 37, 3, 3, fk::conv2d_params::symmetric(1, 1)}, 77);
   check_plan<float>({1, 300, 9, 9, 20, 1, 1, pads(0, 0, 0, 0)}, 78);
+  // Batched 1x1 (one GEMM over 7 images of 3x3), K over one block, residual per image.
+  check_plan<float>({7, 300, 3, 3, 50, 1, 1, pads(0, 0, 0, 0)}, 79);
+  check_plan<double>({3, 19, 5, 5, 11, 1, 1, pads(0, 0, 0, 0)}, 80);
 }
 
 TEST(Conv2d, BadInputThrows) {

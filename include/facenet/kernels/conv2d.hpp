@@ -74,6 +74,7 @@ void check_bias(const Tensor<T>& bias, std::int64_t o, const char* who) {
 template <class T>
 void forward_batch(const conv_geometry& g, conv_forward_args<T> a, const T* x, T* y, const T* residual, T* ws,
                    std::int64_t* offsets) {
+  if (g.batched_pointwise()) return forward_batched_pointwise(g, a, x, y, residual, ws);
   for (std::int64_t i = 0; i < g.n; ++i) {
     a.residual = residual ? residual + i * g.out_size() : nullptr;
     forward_image(g, a, x + i * g.in_size(), y + i * g.out_size(), ws, offsets);

@@ -23,6 +23,9 @@ struct conv_geometry {
   std::int64_t out_size() const { return o * oh * ow; }
   std::int64_t spatial() const { return oh * ow; }
   bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pb + pl + pr == 0; }
+  // Few pixels per image: one GEMM over the batch (N = n * oh * ow) into scratch, then a pass that
+  // scatters it to NCHW, beats one mostly-edge-tile product per image.
+  bool batched_pointwise() const { return pointwise() && n > 1 && spatial() < 64; }
   // Stride 1: output row oy, column ox reads padded pixel (oy + ky, ox + kx), so with output rows laid
   // out at the padded width wp, B row (c, ky, kx) is the padded image shifted by ky*wp + kx. The
   // wp - ow extra columns per row are computed and dropped; measured, that still beats im2col even
@@ -173,6 +176,7 @@ struct conv_forward_args {
 // Scratch elements forward_image needs (padded image + extended output, or im2col matrix).
 template <class T>
 std::int64_t forward_workspace_size(const conv_geometry& g) {
+  if (g.batched_pointwise()) return g.o * g.n * g.spatial();
   if (g.pointwise()) return 0;
   if (g.implicit())
     return (g.needs_padded_copy() ? g.padded_size() : 0) + (g.needs_compaction() ? g.o * g.extended_n() : 0);
@@ -230,6 +234,24 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
         }
       },
       min_iterations(en));
+}
+
+// The whole batch's 1x1 convolution as one GEMM (see batched_pointwise): C[o, n*hw] in `ws`, then
+// y[i, o, :] = epilogue(C[o, i*hw : (i+1)*hw]) with the residual and scale of image i.
+template <class T>
+void forward_batched_pointwise(const conv_geometry& g, const conv_forward_args<T>& a, const T* x, T* y, const T* residual,
+                               T* ws) {
+  const std::int64_t hw = g.spatial(), cols = g.n * hw;
+  gemm_run(g.o, cols, g.k(), T(1), a.weights, b_batched<T>{x, hw, g.in_size(), g.n}, T(0), ws, cols,
+           static_cast<const gemm_epilogue<T>*>(nullptr));
+  parallel::parallel_for(
+      0, g.n * g.o,
+      [&](std::int64_t r) {
+        const std::int64_t i = r / g.o, oc = r % g.o, at = i * g.out_size() + oc * hw;
+        epilogue_row(ws + oc * cols + i * hw, y + at, hw, a.bias ? a.bias[oc] : T(0), residual ? residual + at : nullptr,
+                     a.residual_scale, a.relu);
+      },
+      min_iterations(hw));
 }
 
 }  // namespace facenet::kernels::detail

@@ -32,6 +32,13 @@ struct gemm_shape {
   static constexpr std::int64_t nc = (std::int64_t(544) * 1024 / (kc * std::int64_t(sizeof(T)))) / nr * nr;
 };
 
+// Vectors of the ragged last column tile: it runs a kernel just wide enough for what is left (289 =
+// 17*17 columns are 6 tiles of 48 plus one of 16, not a 48-wide tile holding one column).
+template <class T>
+int edge_nv(std::int64_t cols) {
+  return static_cast<int>((cols + gemm_shape<T>::w - 1) / gemm_shape<T>::w);
+}
+
 // The tile width (in vectors) that wastes the least work on n columns; wider tiles reuse each A
 // broadcast more, so narrower ones are charged a little extra.
 template <class T>
@@ -41,7 +48,9 @@ int choose_nv(std::int64_t n) {
   int best = 3;
   double best_cost = 1e300;
   for (int nv = 3; nv >= 1; --nv) {
-    const double cost = static_cast<double>((n + nv * w - 1) / (nv * w) * nv) / efficiency[nv];
+    const std::int64_t rest = n % (nv * w);
+    const int ev = rest ? edge_nv<T>(rest) : 0;
+    const double cost = static_cast<double>(n / (nv * w) * nv) / efficiency[nv] + (ev ? ev / efficiency[ev] : 0.0);
     if (cost < best_cost) {
       best_cost = cost;
       best = nv;
@@ -200,6 +209,52 @@ struct b_offset_rows {
   }
 };
 
+// B of a 1x1 convolution over a whole batch: column j is pixel j % hw of image j / hw, and its row p
+// (channel p) starts at x + (j / hw) * image + p * hw. Late Inception-ResNet layers have 9 pixels per
+// image; one product over the batch runs full tiles where per-image products would be all edge.
+template <class T>
+struct b_batched {
+  const T* x;
+  std::int64_t hw, image, images;
+  void direct_rows(std::int64_t, const T*&, const std::int64_t*&) const {}  // rows are not contiguous
+  // One panel at a time: its runs (columns contiguous within one image) are the same for every row p,
+  // so they are found once; each row is assembled with whole-vector copies in a slack buffer (runs
+  // are shorter than a vector; scalar loops here compile to memmove calls), then stored aligned.
+  template <int NR>
+  void pack(std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) const {
+    constexpr int w = gemm_shape<T>::w;
+    const T* end = x + images * image;
+    std::int64_t run_at[NR], run_len[NR], run_src[NR];
+    alignas(64) T row[NR + w];
+    for (std::int64_t t = 0; t < cols; t += NR, dst += NR * kc) {
+      const std::int64_t width = std::min<std::int64_t>(NR, cols - t);
+      int runs = 0;
+      for (std::int64_t j = 0, img = (j0 + t) / hw, pos = (j0 + t) % hw; j < width; ++img, pos = 0, ++runs) {
+        run_at[runs] = j;
+        run_len[runs] = std::min(hw - pos, width - j);
+        run_src[runs] = img * image + k0 * hw + pos;
+        j += run_len[runs];
+      }
+      for (std::int64_t j = width; j < NR + w; ++j) row[j] = T(0);
+      for (std::int64_t p = 0; p < kc; ++p) {
+        for (int r = 0; r < runs; ++r) {
+          const T* src = x + run_src[r] + p * hw;
+          T* d = row + run_at[r];
+          for (std::int64_t e = 0; e < run_len[r]; e += w)
+            if (src + e + w <= end)
+              simd::store(d + e, simd::load(src + e));
+            else
+              for (std::int64_t q = e; q < run_len[r]; ++q) d[q] = src[q];
+        }
+        // A run's last vector may spill past `width`: restore the zero padding.
+        for (std::int64_t j = width; j < std::min<std::int64_t>(NR, width + w); ++j) row[j] = T(0);
+#pragma GCC unroll 4
+        for (int v = 0; v < NR; v += w) simd::store_aligned(dst + p * NR + v, simd::load_aligned(row + v));
+      }
+    }
+  }
+};
+
 // The fused output formula, for a SIMD vector or a single value: act(residual + scale * (v + bias)).
 template <class U>
 inline U finish_output(U v, U bias, const U* residual, U scale, bool relu) {
@@ -284,7 +339,13 @@ void micro_kernel(std::int64_t kc, const AView a, const BView b, const tile_stor
 #pragma GCC unroll 4
     for (int v = 0; v < nv; ++v) acc[i][v] = V(T(0));
   // C is touched only after the K loop: start fetching its rows now.
-  for (int i = 0; i < s.rows; ++i) __builtin_prefetch(s.c + i * s.ldc, 1, 3);
+  // Every line of each row (a 3-vector row spans 4 lines when unaligned), not only the first.
+  for (int i = 0; i < s.rows; ++i) {
+    const T* row = s.c + i * s.ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; ++v) __builtin_prefetch(row + v * w, 1, 3);
+    __builtin_prefetch(row + nr - 1, 1, 3);
+  }
   for (std::int64_t p = 0; p < kc; ++p) {
     // B streams from L2 while A's panel stays in L1: fetch a few k steps ahead, one line per vector.
     const T* ahead = b.row(p + gemm_prefetch_rows);
@@ -383,10 +444,20 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
                                 i,
                                 j};
           const auto with_a = [&](const auto& av) {
-            if (b_direct && j < full_end)
-              micro_kernel<T, NV>(kc, av, b_direct_view<T>{ops.b_base + j, ops.b_off + k0}, s);
-            else
-              micro_kernel<T, NV>(kc, av, b_packed_view<T, G::nr>{bbuf + (b_direct ? 0 : (j - j0) * kc)}, s);
+            if (j < full_end) {
+              if (b_direct)
+                micro_kernel<T, NV>(kc, av, b_direct_view<T>{ops.b_base + j, ops.b_off + k0}, s);
+              else
+                micro_kernel<T, NV>(kc, av, b_packed_view<T, G::nr>{bbuf + (j - j0) * kc}, s);
+              return;
+            }
+            // The ragged tile: its packed panel keeps stride nr; only edge_nv vectors are computed.
+            const b_packed_view<T, G::nr> bv{bbuf + (b_direct ? 0 : (j - j0) * kc)};
+            switch (edge_nv<T>(s.cols)) {
+              case 1: return micro_kernel<T, 1>(kc, av, bv, s);
+              case 2: return micro_kernel<T, std::min(2, NV)>(kc, av, bv, s);
+              default: return micro_kernel<T, NV>(kc, av, bv, s);
+            }
           };
           if (ops.a_in_place)
             with_a(a_view_in_place(as, i, rows, k0));
