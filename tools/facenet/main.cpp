@@ -19,6 +19,7 @@ const facenet::cli::command commands[] = {
     {"verify", "are two images the same person?", facenet::cli::run_verify},
     {"identify", "match faces against a gallery (folder per person)", facenet::cli::run_identify},
     {"convert", "convert published weights to facenet's safetensors file", facenet::cli::run_convert},
+    {"train", "train NN4-small2 or Inception-ResNet-v1 with triplet loss", facenet::cli::run_train},
     {"eval-lfw", "LFW verification protocol (10-fold accuracy, VAL@FAR, AUC, EER)", facenet::cli::run_eval_lfw},
     {"bench", "time a model's forward (and training step)", facenet::cli::run_bench},
 };
