@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job for now: builds the kernel benchmarks and prints a short table of the figures that
-# matter (GFLOP/s and the fraction of this machine's measured FMA peak). Each benchmark's filter can be
+# The main job: builds the library's programs, runs `facenet demo` (detect, align, draw, embed, compare)
+# on the images given as arguments (or ../shared/images), then prints the kernel benchmark summary
+# (GFLOP/s and the fraction of this machine's measured FMA peak). Each benchmark's filter can be
 # overridden, e.g. FACENET_BENCH_FILTER_bench_gemm='square_512'.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -18,7 +19,10 @@ done
 ((${#benches[@]})) || { echo "run_main: no benchmark sources found" >&2; exit 1; }
 
 configure
-cmake --build "$build_dir" -j 2 --target "${benches[@]}"
+cmake --build "$build_dir" -j 2 --target facenet_tool "${benches[@]}"
+
+echo "run_main: facenet demo $*" >&2
+"$build_dir/tools/facenet/facenet" demo "$@"
 
 results=()
 for b in "${benches[@]}"; do

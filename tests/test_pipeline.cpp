@@ -3,8 +3,11 @@
 #include "facenet/pipeline.hpp"
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <random>
 
+#include "facenet/io/json.hpp"
 #include "facenet/io/safetensors.hpp"
 #include "testing.hpp"
 
@@ -69,4 +72,54 @@ TEST(pipeline, wrong_files_are_named) {
   EXPECT_THROW(facenet::load_embedding_model("/nonexistent/w.safetensors"), facenet::io_error);
   EXPECT_THROW(facenet::load_mtcnn("/nonexistent/mtcnn"), facenet::io_error);
   EXPECT_THROW(facenet::make_embedding_model("resnet50"), facenet::argument_error);
+}
+
+// Issue 4's acceptance with the real published weights, which are not in the repository: runs when
+// the user points FACENET_VGGFACE2_PT (or FACENET_CASIA_PT) at facenet-pytorch's file.
+namespace {
+
+const facenet::io::json_value& field(const facenet::io::json_value& obj, const std::string& key) {
+  const auto* v = obj.find(key);
+  if (!v) throw facenet::format_error("reference JSON has no \"" + key + "\"");
+  return *v;
+}
+
+void expect_reference_distances(const char* env, const char* key) {
+  const char* weights = std::getenv(env);
+  if (!weights || !*weights) GTEST_SKIP() << "SKIPPED: set " << env << " to the published facenet-pytorch weights";
+  FACENET_REQUIRE_SHARED("reference/facenet-pytorch-expected-distances.json");
+  const auto shared = facenet::testing::shared_dir();
+  const auto ref = facenet::io::parse_json(
+      [&] {
+        std::ifstream in(shared / "reference/facenet-pytorch-expected-distances.json");
+        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      }(),
+      "facenet-pytorch-expected-distances.json");
+  const auto m = facenet::load_embedding_model(weights, "inception_resnet_v1");
+  const facenet::models::embedder<float> e(*m.net);
+  std::vector<facenet::Tensor<float>> emb;
+  for (const auto& name : field(ref, "names").as_array("names")) {
+    const auto img = facenet::data::load_image(
+        (shared / "images/test_images_aligned" / name.as_string("names[i]") / "1.png").string());
+    facenet::Tensor<float> x = facenet::data::to_tensor(img);
+    facenet::data::standardize(x, facenet::data::standardization::fixed);
+    emb.push_back(e.embed(x));
+  }
+  const auto& expected = field(ref, key).as_array(key);
+  double frobenius = 0;
+  for (std::size_t i = 0; i < emb.size(); ++i)
+    for (std::size_t j = 0; j < emb.size(); ++j) {
+      const double d = facenet::embedding_distance(emb[i], emb[j]) - expected[i].as_array(key)[j].as_number(key);
+      frobenius += d * d;
+    }
+  EXPECT_LT(std::sqrt(frobenius), field(ref, "tolerance_frobenius").as_number("tolerance_frobenius"));
+}
+
+}  // namespace
+
+TEST(pipeline, published_vggface2_weights_reproduce_facenet_pytorch_distances) {
+  expect_reference_distances("FACENET_VGGFACE2_PT", "vggface2");
+}
+TEST(pipeline, published_casia_weights_reproduce_facenet_pytorch_distances) {
+  expect_reference_distances("FACENET_CASIA_PT", "casia-webface");
 }

@@ -31,6 +31,7 @@
 #include "facenet/models/inception_resnet_v1.hpp"
 #include "facenet/models/model.hpp"
 #include "facenet/models/nn4_small2.hpp"
+#include "facenet/pipeline.hpp"
 
 namespace facenet::cli {
 
@@ -80,39 +81,18 @@ inline std::string default_mtcnn_dir() {
   return "";
 }
 
-// One of P/R/O-Net from `dir`: <net>.safetensors, <net>.pt (facenet-pytorch) or detN.npy
-// (davidsandberg), mapped by the converter so every layout ends up with facenet-pytorch names.
-inline io::tensor_map load_mtcnn_net(const std::string& dir, const std::string& net, const std::string& npy_name) {
-  for (const std::string& file : {net + ".safetensors", net + ".pt", npy_name}) {
-    const std::string path = (fs::path(dir) / file).string();
-    if (!fs::exists(path)) continue;
-    io::conversion_report report;
-    io::convert_options opt;
-    opt.arch = "mtcnn_" + net;
-    io::tensor_map w = io::prepare_conversion(path, opt, report);
-    FACENET_CHECK(report.ok(), format_error, path + " is not an MTCNN " + net + ": " + report.problems());
-    return w;
-  }
-  throw io_error("MTCNN directory '" + dir + "' has none of " + net + ".safetensors, " + net + ".pt, " + npy_name);
-}
-
+// --mtcnn DIR, else the default directory; the loading itself is the library's.
 inline detect::mtcnn load_mtcnn(std::string dir, const detect::mtcnn_options& opt = {}) {
   if (dir.empty()) dir = default_mtcnn_dir();
   FACENET_CHECK(!dir.empty(), io_error,
                 "no MTCNN weights: pass --mtcnn DIR or set FACENET_MTCNN (a directory with pnet/rnet/onet .pt, "
                 ".safetensors or det1-3.npy)");
-  FACENET_CHECK(fs::is_directory(dir), io_error, "MTCNN directory '" + dir + "' does not exist");
-  return detect::mtcnn::from_weights(load_mtcnn_net(dir, "pnet", "det1.npy"), load_mtcnn_net(dir, "rnet", "det2.npy"),
-                                     load_mtcnn_net(dir, "onet", "det3.npy"), opt);
+  return facenet::load_mtcnn(dir, opt);
 }
 
 // --- embedding models -------------------------------------------------------------------------
 
-inline model_ptr make_model(const std::string& arch) {
-  if (arch == "nn4_small2") return std::make_unique<models::nn4_small2<float>>();
-  if (arch == "inception_resnet_v1") return std::make_unique<models::inception_resnet_v1<float>>();
-  throw argument_error("unknown architecture '" + arch + "' (nn4_small2 or inception_resnet_v1)");
-}
+inline model_ptr make_model(const std::string& arch) { return make_embedding_model(arch); }
 
 // Deterministic He-uniform weights, zero biases, identity batch norm: a network that runs and
 // separates inputs, for benchmarks and for demos without trained weights.
@@ -133,30 +113,10 @@ inline void randomize(models::model<float>& m, std::uint32_t seed = 42) {
   }
 }
 
-struct loaded_model {
-  model_ptr net;
-  std::string arch;
-  std::string source;  // the weights file, or "random (seed N)"
-};
+using facenet::loaded_model;
 
-// Weights in any format the converter reads (safetensors, facenet-pytorch .pt, ...); the
-// architecture comes from --arch, else from the tensor names. A classifier head is dropped.
 inline loaded_model load_model(const std::string& path, const std::string& arch_hint) {
-  require_file(path, "weights file");
-  io::conversion_report report;
-  io::convert_options opt;
-  opt.arch = arch_hint;
-  const io::tensor_map all = io::prepare_conversion(path, opt, report);
-  const std::string arch = report.arch.substr(0, report.arch.find(':'));
-  FACENET_CHECK(arch == "nn4_small2" || arch == "inception_resnet_v1", format_error,
-                path + " holds " + report.arch + " weights, not an embedding network (nn4_small2, inception_resnet_v1)");
-  FACENET_CHECK(report.ok(), format_error, path + " does not fit " + arch + ": " + report.problems());
-  loaded_model m{make_model(arch), arch, path};
-  io::tensor_map wanted;
-  for (const auto& p : m.net->parameters())
-    if (all.contains(p.name)) wanted.add(p.name, all.at(p.name));
-  m.net->load(wanted);
-  return m;
+  return load_embedding_model(path, arch_hint);
 }
 
 // --weights W, else $FACENET_WEIGHTS, else (only when allowed) random weights of --arch.
@@ -167,15 +127,9 @@ inline loaded_model model_from_args(const args& a, bool allow_random) {
   if (!path.empty()) return load_model(path, a.get("arch"));
   FACENET_CHECK(allow_random, argument_error, "--weights W is required (or set FACENET_WEIGHTS)");
   const std::string arch = a.get("arch", "nn4_small2");
-  loaded_model m{make_model(arch), arch, "random (seed 42)"};
+  loaded_model m{make_model(arch), arch, "random (seed 42)", default_standardization(arch)};
   randomize(*m.net);
   return m;
-}
-
-// How each architecture's published weights expect their input: facenet-pytorch's
-// fixed_image_standardization for Inception-ResNet-v1, OpenFace's [0, 1] scaling for NN4-small2.
-inline data::standardization default_standardization(const std::string& arch) {
-  return arch == "nn4_small2" ? data::standardization::unit : data::standardization::fixed;
 }
 
 // --- faces ------------------------------------------------------------------------------------
@@ -277,7 +231,7 @@ class face_embedder {
         method_(parse_align_method(a.get("method", "crop"))),
         margin_(static_cast<float>(a.number("margin", 0))),
         standardization_(a.has("standardize") ? data::parse_standardization(a.get("standardize"))
-                                              : default_standardization(model_.arch)) {
+                                              : model_.standardization) {
     if (!a.has("no-detect")) detector_.emplace(load_mtcnn(a.get("mtcnn"), mtcnn_options_from(a)));
   }
 
@@ -333,7 +287,8 @@ constexpr const char* embedding_help =
     "  --mtcnn DIR      MTCNN weights (default $FACENET_MTCNN or ../shared/weights/mtcnn/facenet-pytorch)\n"
     "  --method M       crop (facenet-pytorch extract_face) | similarity (5-point warp); default crop\n"
     "  --margin PX      crop margin in output pixels (default 0)\n"
-    "  --standardize S  fixed | prewhiten | unit (default: fixed for inception_resnet_v1, unit for nn4_small2)\n"
+    "  --standardize S  fixed | prewhiten | unit (default: the weights file's metadata, else fixed for\n"
+    "                   inception_resnet_v1 and unit for nn4_small2)\n"
     "  --threads N      worker threads\n";
 
 // --- output -----------------------------------------------------------------------------------
