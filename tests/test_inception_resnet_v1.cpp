@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "facenet/models/inception_resnet_v1.hpp"
+#include "facenet/io/convert.hpp"
 #include "model_testing.hpp"
 
 // Counts heap allocations so the test can prove steady-state inference allocates no buffers. Small
@@ -21,8 +22,13 @@ void* operator new(std::size_t n) {
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
+// GCC 12 pairs the inlined builtin operator new with these frees and warns falsely
+// (-Wmismatched-new-delete); the replacement new above is malloc-based, so free is right.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 using namespace facenet;
 
@@ -135,4 +141,25 @@ TEST(InceptionResnetV1, DropoutIsActiveOnlyInTraining) {
   m.seed_dropout(2);
   m.forward(x, t2, true);
   EXPECT_GT(facenet::testing::max_abs_diff(t1, t2), 1e-6);
+}
+
+// Issue 4's acceptance: facenet-pytorch-named state_dicts written by the real torch.save, in the zip and
+// the legacy format, go through the converter into the model and give PyTorch's embeddings.
+TEST(InceptionResnetV1, TorchSaveFilesConvertToPyTorchEmbeddings) {
+  FACENET_REQUIRE_MODEL_FIXTURES(dir);
+  const auto f = facenet::testing::load_parity_fixture(dir, "inception_resnet_v1");
+  for (const char* file : {"inception_resnet_v1.state_zip.pt", "inception_resnet_v1.state_legacy.pt"}) {
+    SCOPED_TRACE(file);
+    const auto path = dir / file;
+    ASSERT_TRUE(std::filesystem::exists(path)) << path;
+    facenet::io::conversion_report report;
+    facenet::io::convert_options opt;  // architecture guessed from the names, as `facenet convert` does
+    const facenet::io::tensor_map w = facenet::io::prepare_conversion(path.string(), opt, report);
+    ASSERT_TRUE(report.ok()) << report.problems();
+    EXPECT_EQ(report.arch, "inception_resnet_v1");
+    models::inception_resnet_v1<float> m(models::inception_resnet_v1_options{0, 0.0});
+    m.load(w);
+    const facenet::models::embedder<float> e(m);
+    EXPECT_LE(facenet::testing::max_abs_diff(e.embed(f.io.at("input")), f.io.at("eval_out")), 1e-4);
+  }
 }
