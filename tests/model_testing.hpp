@@ -70,7 +70,10 @@ inline std::filesystem::path model_fixture_dir(std::string& why) {
   const std::filesystem::path out = std::filesystem::temp_directory_path() / "facenet_model_fixtures";
 #endif
   const auto script = source_dir() / "tests" / "fixtures" / "make_model_fixtures.py";
-  const std::string cmd = "/usr/bin/python3 '" + script.string() + "' '" + out.string() + "'";
+  // ctest runs tests in parallel and each may be the first to need the fixtures: flock makes the
+  // others wait for the one generating them (the script then sees its stamp and returns at once).
+  std::filesystem::create_directories(out.parent_path());
+  const std::string cmd = "flock '" + out.string() + ".lock' /usr/bin/python3 '" + script.string() + "' '" + out.string() + "'";
   const int rc = std::system(cmd.c_str());
   if (rc != 0) {
     why = "fixture generator failed or python3-torch is missing (" + cmd + " exited with " + std::to_string(rc) + ")";

@@ -156,9 +156,12 @@ class irv1_parity : public ::testing::Test {
     dir_ = "io_irv1";
 #endif
     if (!facenet::testing::have_python_torch()) return;
-    if (!std::ifstream(dir_ + "/irv1_expected.npz").good()) {
-      const std::string cmd = "/usr/bin/python3 " + (facenet::testing::source_dir() / "tests/fixtures/make_torch_fixtures.py").string() +
-                              " irv1 " + dir_;
+    {
+      // Serialised with flock: parallel ctest processes would otherwise write the same files at once
+      // (or read them half-written); inside the lock, an existing dump means the generator finished.
+      const std::string cmd = "flock " + dir_ + ".lock sh -c 'test -f " + dir_ + "/irv1_expected.npz || /usr/bin/python3 " +
+                              (facenet::testing::source_dir() / "tests/fixtures/make_torch_fixtures.py").string() +
+                              " irv1 " + dir_ + "'";
       if (std::system(cmd.c_str()) != 0) return;
     }
     ready_ = true;
