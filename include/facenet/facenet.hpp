@@ -71,6 +71,7 @@
 #include "facenet/data/standardize.hpp"
 #include "facenet/data/transforms.hpp"
 
+#include "facenet/eval/cluster.hpp"
 #include "facenet/eval/lfw.hpp"
 #include "facenet/eval/metrics.hpp"
 #include "facenet/eval/roc.hpp"
