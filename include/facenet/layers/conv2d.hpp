@@ -11,6 +11,7 @@
 #include "facenet/kernels/conv2d.hpp"
 #include "facenet/layers/batch_norm.hpp"
 #include "facenet/layers/module.hpp"
+#include "facenet/layers/profile.hpp"
 
 namespace facenet::layers {
 
@@ -48,12 +49,14 @@ class conv2d final : public module<T> {
   void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
     x_ = x;
     kernels::conv2d_forward(x, weight, bias, y, params_);
+    profile_flops(flops(y));
   }
 
   void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
     require_forward_cache(x_, "conv2d");
     kernels::conv2d_backward_weight(x_, dy, weight_grad, opt_.bias ? &bias_grad : nullptr, params_);
     kernels::conv2d_backward_data(dy, weight, x_.shape(), dx, params_);
+    profile_flops(2 * flops(dy));  // weight and data gradients: one forward's worth each
   }
 
   // Packs the weights once; `bn` (may be null) is folded in, `relu` fused into the epilogue.
@@ -75,6 +78,7 @@ class conv2d final : public module<T> {
   void infer_residual(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws, const Tensor<T>* residual, T scale) const {
     FACENET_CHECK(plan_ != nullptr, argument_error, "conv2d: infer() before prepare_inference()");
     plan_->forward(x, y, ws.kernel_scratch(), residual, scale);
+    profile_flops(flops(y));
   }
 
   void collect(const std::string& prefix, std::vector<parameter<T>>& out) override {
@@ -84,6 +88,10 @@ class conv2d final : public module<T> {
   void clear_cache() override { x_ = Tensor<T>(); }
 
   const conv2d_options& options() const noexcept { return opt_; }
+  // 2 x multiply-adds of a forward pass producing `y`.
+  double flops(const Tensor<T>& y) const noexcept {
+    return 2.0 * static_cast<double>(y.numel()) * static_cast<double>(opt_.in_channels * opt_.kernel_h * opt_.kernel_w);
+  }
 
   Tensor<T> weight, bias, weight_grad, bias_grad;
 

@@ -9,6 +9,7 @@
 #include "facenet/kernels/linear.hpp"
 #include "facenet/layers/batch_norm.hpp"
 #include "facenet/layers/module.hpp"
+#include "facenet/layers/profile.hpp"
 
 namespace facenet::layers {
 
@@ -27,12 +28,14 @@ class linear final : public module<T> {
   void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
     x_ = x;
     kernels::linear_forward(x, weight, bias, y);
+    profile_flops(flops(y));
   }
   void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
     require_forward_cache(x_, "linear");
     // Without a bias the kernel's bias gradient lands in scratch and is dropped.
     kernels::linear_backward_weight(dy, x_, weight_grad, has_bias_ ? bias_grad : unused_bias_grad_);
     kernels::linear_backward_data(dy, x_, weight, dx);
+    profile_flops(2 * flops(dy));  // weight and data gradients
   }
 
   // `bn` (may be null) is folded into a private copy of the weights used by infer().
@@ -50,6 +53,7 @@ class linear final : public module<T> {
   void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>&) const override {
     FACENET_CHECK(!folded_w_.empty(), argument_error, "linear: infer() before prepare_inference()");
     kernels::linear_forward(x, folded_w_, folded_b_, y);
+    profile_flops(flops(y));
   }
 
   void collect(const std::string& prefix, std::vector<parameter<T>>& out) override {
@@ -57,6 +61,11 @@ class linear final : public module<T> {
     if (has_bias_) out.push_back({join_name(prefix, "bias"), &bias, &bias_grad});
   }
   void clear_cache() override { x_ = Tensor<T>(); }
+
+  // 2 x multiply-adds of a forward pass producing `y` [N, O].
+  double flops(const Tensor<T>& y) const noexcept {
+    return 2.0 * static_cast<double>(y.numel()) * static_cast<double>(weight.size(1));
+  }
 
   Tensor<T> weight, bias, weight_grad, bias_grad;
 

@@ -1,5 +1,5 @@
 // Children applied in order; each child's output buffer is owned here so what the children cached for
-// backward stays valid until the next forward.
+// backward stays valid until the next forward. Every child call is a profile scope (profile.hpp).
 #pragma once
 
 #include <string>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "facenet/layers/module.hpp"
+#include "facenet/layers/profile.hpp"
 
 namespace facenet::layers {
 
@@ -27,22 +28,23 @@ class sequential final : public module<T> {
   void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
     require_children();
     const Tensor<T>* in = &x;
-    for (std::size_t i = 0; i + 1 < children_.size(); ++i) {
-      children_[i].second->forward(*in, outs_[i], training);
-      in = &outs_[i];
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      Tensor<T>& out = i + 1 < children_.size() ? outs_[i] : y;
+      profile_scope<T> timed(children_[i].first, *children_[i].second, profile_pass::forward, out);
+      children_[i].second->forward(*in, out, training);
+      in = &out;
     }
-    children_.back().second->forward(*in, y, training);
   }
 
   void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
     require_children();
     const Tensor<T>* g = &dy;
-    for (std::size_t i = children_.size() - 1; i > 0; --i) {
-      Tensor<T>& out = grads_[i % 2];
+    for (std::size_t i = children_.size(); i-- > 0;) {
+      Tensor<T>& out = i > 0 ? grads_[i % 2] : dx;
+      profile_scope<T> timed(children_[i].first, *children_[i].second, profile_pass::backward, out);
       children_[i].second->backward(*g, out);
       g = &out;
     }
-    children_.front().second->backward(*g, dx);
   }
 
   void prepare_inference() override {
@@ -54,11 +56,12 @@ class sequential final : public module<T> {
     workspace_scope<T> scope(ws);
     Tensor<T>* buf[2] = {&ws.take(), &ws.take()};
     const Tensor<T>* in = &x;
-    for (std::size_t i = 0; i + 1 < children_.size(); ++i) {
-      children_[i].second->infer(*in, *buf[i % 2], ws);
-      in = buf[i % 2];
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      Tensor<T>& out = i + 1 < children_.size() ? *buf[i % 2] : y;
+      profile_scope<T> timed(children_[i].first, *children_[i].second, profile_pass::infer, out);
+      children_[i].second->infer(*in, out, ws);
+      in = &out;
     }
-    children_.back().second->infer(*in, y, ws);
   }
 
   void collect(const std::string& prefix, std::vector<parameter<T>>& out) override {
