@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <string>
 
 #include "facenet/kernels/conv2d.hpp"
@@ -141,7 +142,7 @@ TEST(Conv2d, GradientCheck) {
 namespace {
 
 template <class T>
-void check_plan(const conv_case& cc, std::uint32_t seed) {
+void check_plan(const conv_case& cc, std::uint32_t seed, fk::conv2d_algo algo = fk::conv2d_algo::automatic) {
   const Tensor<T> x = random_tensor<T>({cc.n, cc.c, cc.h, cc.w}, seed);
   const Tensor<T> w = random_tensor<T>({cc.o, cc.c, cc.kh, cc.kw}, seed + 1);
   const Tensor<T> b = random_tensor<T>({cc.o}, seed + 2);
@@ -152,12 +153,12 @@ void check_plan(const conv_case& cc, std::uint32_t seed) {
   const double tolerance = tol<T>(cc.c * cc.kh * cc.kw);
 
   Tensor<T> y, ws;
-  const fk::conv2d_plan<T> plain(w, b, cc.p);
+  const fk::conv2d_plan<T> plain(w, b, cc.p, fk::activation::none, algo);
   EXPECT_EQ(plain.output_shape(x.shape()), expect.shape());
   plain.forward(x, y, ws);
   EXPECT_LE(max_abs_diff(y, expect), tolerance) << "plan " << cc.what();
 
-  const fk::conv2d_plan<T> relu(w, b, cc.p, fk::activation::relu);
+  const fk::conv2d_plan<T> relu(w, b, cc.p, fk::activation::relu, algo);
   Tensor<T> want = expect.clone();
   for (auto& v : want) v = std::max(v, T(0));
   relu.forward(x, y, ws);
@@ -170,7 +171,7 @@ void check_plan(const conv_case& cc, std::uint32_t seed) {
   EXPECT_LE(max_abs_diff(y, want), tolerance) << "plan relu+residual " << cc.what();
   EXPECT_EQ(ws.capacity(), capacity) << "workspace must not grow on reuse";
 
-  const fk::conv2d_plan<T> linear_nobias(w, Tensor<T>(), cc.p);
+  const fk::conv2d_plan<T> linear_nobias(w, Tensor<T>(), cc.p, fk::activation::none, algo);
   Tensor<T> expect_nobias;
   fk::conv2d_forward(x, w, Tensor<T>(), expect_nobias, cc.p);
   for (std::int64_t i = 0; i < want.numel(); ++i) want.data()[i] = residual.data()[i] + scale * expect_nobias.data()[i];
@@ -185,6 +186,11 @@ TEST(Conv2dPlan, MatchesForwardWithFusedEpilogue) {
   for (const auto& cc : kCases) {
     check_plan<float>(cc, seed += 10);
     check_plan<double>(cc, seed += 10);
+    check_plan<float>(cc, seed += 10, fk::conv2d_algo::gemm);
+    if (cc.kh == 3 && cc.kw == 3 && cc.p.stride_h == 1 && cc.p.stride_w == 1) {
+      check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd);
+      check_plan<double>(cc, seed += 10, fk::conv2d_algo::winograd);
+    }
   }
   // Bigger than one K block and one N block, threaded, batch 2.
   check_plan<float>({2, 40, 23, 29, 37, 3, 3, fk::conv2d_params::symmetric(1, 1)}, 77);
@@ -192,6 +198,67 @@ TEST(Conv2dPlan, MatchesForwardWithFusedEpilogue) {
   // Batched 1x1 (one GEMM over 7 images of 3x3), K over one block, residual per image.
   check_plan<float>({7, 300, 3, 3, 50, 1, 1, pads(0, 0, 0, 0)}, 79);
   check_plan<double>({3, 19, 5, 5, 11, 1, 1, pads(0, 0, 0, 0)}, 80);
+}
+
+// Winograd F(2x2, 3x3) forced, against the scalar reference: odd and even output sizes (a ragged last
+// tile row/column), every padding side alone and together, one channel, batch > 1, bias, relu and a
+// residual, and maps big enough for several chunks per thread.
+TEST(Conv2dPlan, WinogradMatchesReference) {
+  const conv_case cases[] = {
+      {1, 3, 5, 5, 2, 3, 3, pads(0, 0, 0, 0)},            // 3x3 output: one full and one ragged tile per side
+      {1, 1, 3, 3, 1, 3, 3, pads(0, 0, 0, 0)},            // a single output pixel
+      {2, 5, 8, 9, 7, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+      {1, 4, 9, 7, 6, 3, 3, pads(1, 2, 0, 3)},            // asymmetric padding
+      {1, 4, 6, 10, 3, 3, 3, pads(2, 0, 1, 0)},
+      {1, 4, 6, 10, 3, 3, 3, pads(0, 2, 0, 1)},
+      {3, 17, 17, 17, 33, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // Block35-like, batch 3
+      {1, 37, 45, 47, 65, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // several chunks, threaded
+      {1, 21, 2, 40, 9, 3, 3, pads(1, 0, 0, 0)},          // one tile row, wide
+  };
+  std::uint32_t seed = 2100;
+  for (const auto& cc : cases) {
+    const Tensor<float> x = random_tensor<float>({cc.n, cc.c, cc.h, cc.w}, seed++);
+    const Tensor<float> w = random_tensor<float>({cc.o, cc.c, 3, 3}, seed++);
+    const Tensor<float> b = random_tensor<float>({cc.o}, seed++);
+    Tensor<float> want, y, ws;
+    ref::conv2d_forward(x, w, b, want, cc.p);
+    const Tensor<float> residual = random_tensor<float>(want.shape(), seed++);
+    const float scale = 0.3f;
+    for (std::int64_t i = 0; i < want.numel(); ++i)
+      want.data()[i] = std::max(residual.data()[i] + scale * want.data()[i], 0.f);
+    const fk::conv2d_plan<float> plan(w, b, cc.p, fk::activation::relu, fk::conv2d_algo::winograd);
+    EXPECT_EQ(plan.algo_for(x.shape()), fk::conv2d_algo::winograd);
+    plan.forward(x, y, ws, &residual, scale);
+    ASSERT_EQ(y.shape(), want.shape()) << cc.what();
+    EXPECT_LE(max_abs_diff(y, want), tol<float>(cc.c * 9)) << "winograd " << cc.what();
+
+    Tensor<double> xd(x.shape()), wd(w.shape()), yd, want_d, wsd;
+    for (std::int64_t i = 0; i < x.numel(); ++i) xd.data()[i] = x.data()[i];
+    for (std::int64_t i = 0; i < w.numel(); ++i) wd.data()[i] = w.data()[i];
+    ref::conv2d_forward(xd, wd, Tensor<double>(), want_d, cc.p);
+    fk::conv2d_plan<double>(wd, Tensor<double>(), cc.p, fk::activation::none, fk::conv2d_algo::winograd).forward(xd, yd, wsd);
+    EXPECT_LE(max_abs_diff(yd, want_d), tol<double>(cc.c * 9)) << "winograd double " << cc.what();
+  }
+}
+
+TEST(Conv2dPlan, AutomaticSelection) {
+  const auto plan = [](std::int64_t c, std::int64_t o, std::int64_t k, fk::conv2d_params p) {
+    return fk::conv2d_plan<float>(Tensor<float>({o, c, k, k}), Tensor<float>(), p);
+  };
+  const auto same = fk::conv2d_params::symmetric(1, 1);
+  EXPECT_EQ(plan(64, 64, 3, same).algo_for({1, 64, 12, 12}), fk::conv2d_algo::winograd);
+  EXPECT_EQ(plan(80, 192, 3, {}).algo_for({1, 80, 38, 38}), fk::conv2d_algo::winograd);  // IRv1 conv2d_4a
+  EXPECT_EQ(plan(64, 64, 3, same).algo_for({1, 64, 6, 6}), fk::conv2d_algo::gemm);       // too few tiles
+  EXPECT_EQ(plan(32, 32, 3, same).algo_for({1, 32, 17, 17}), fk::conv2d_algo::gemm);     // too few channels
+  EXPECT_EQ(plan(64, 64, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)).algo_for({1, 64, 24, 24}), fk::conv2d_algo::gemm);
+  EXPECT_EQ(plan(64, 64, 1, {}).algo_for({1, 64, 24, 24}), fk::conv2d_algo::gemm);
+  // Winograd cannot be forced where it does not apply.
+  EXPECT_THROW(fk::conv2d_plan<float>(Tensor<float>({4, 3, 1, 1}), Tensor<float>(), {}, fk::activation::none,
+                                      fk::conv2d_algo::winograd),
+               facenet::unsupported_error);
+  EXPECT_THROW(fk::conv2d_plan<float>(Tensor<float>({4, 3, 3, 3}), Tensor<float>(), pads(0, 0, 0, 0, 2, 2),
+                                      fk::activation::none, fk::conv2d_algo::winograd),
+               facenet::unsupported_error);
 }
 
 TEST(Conv2d, BadInputThrows) {

@@ -1,6 +1,7 @@
 // 2-D convolution (NCHW input, OIHW weights, groups = 1) forward and backward, lowered to the packed
 // GEMM: 1x1/stride 1 is a plain GEMM per image, stride 1 runs as implicit GEMM over a padded copy of
-// the image (no im2col), other strides use im2col. conv2d_plan packs the weights once for inference.
+// the image (no im2col), other strides use im2col. conv2d_plan packs the weights once for inference
+// and may run stride-1 3x3 layers as Winograd F(2x2, 3x3) (detail/conv2d_winograd.hpp).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include "facenet/core/error.hpp"
 #include "facenet/core/tensor.hpp"
 #include "facenet/kernels/detail/conv2d_lowering.hpp"
+#include "facenet/kernels/detail/conv2d_winograd.hpp"
 #include "facenet/kernels/detail/gemm_core.hpp"
 #include "facenet/kernels/gemm.hpp"
 
@@ -41,6 +43,10 @@ struct conv2d_params {
 };
 
 enum class activation { none, relu };
+
+// How a conv2d_plan computes: `automatic` picks per weight shape at pack time; the others force a path
+// (tests, benchmarks). Winograd F(2x2, 3x3) needs 3x3 weights and stride 1.
+enum class conv2d_algo { automatic, gemm, winograd };
 
 namespace detail {
 
@@ -172,7 +178,8 @@ void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& 
 template <class T>
 class conv2d_plan {
  public:
-  conv2d_plan(const Tensor<T>& w, const Tensor<T>& bias, const conv2d_params& p, activation act = activation::none)
+  conv2d_plan(const Tensor<T>& w, const Tensor<T>& bias, const conv2d_params& p, activation act = activation::none,
+              conv2d_algo algo = conv2d_algo::automatic)
       : w_shape_(w.shape()), params_(p), act_(act) {
     FACENET_CHECK(w.rank() == 4 && w.numel() > 0, shape_error, "conv2d_plan: weights must be non-empty OIHW, got " + w.shape().str());
     w.require_contiguous("conv2d_plan weights");
@@ -181,9 +188,34 @@ class conv2d_plan {
                       p.pad_right >= 0,
                   argument_error, "conv2d_plan: strides must be positive and padding non-negative (" + p.str() + ")");
     const std::int64_t o = w.size(0), k = w.numel() / o;
-    packed_ = Tensor<T>::uninitialized({detail::packed_a_size<T>(o, k)});
-    detail::pack_a_full(detail::a_source<T>{w.data(), k, false, nullptr}, o, k, packed_.data());
+    const std::int64_t c = w.size(1);
+    const bool fits = detail::winograd_applies(w.size(2), w.size(3), p.stride_h, p.stride_w);
+    FACENET_CHECK(algo != conv2d_algo::winograd || fits, unsupported_error,
+                  "conv2d_plan: Winograd F(2x2, 3x3) needs 3x3 weights and stride 1; got weights " + w.shape().str() + ", " +
+                      p.str());
+    if (algo == conv2d_algo::winograd || (algo == conv2d_algo::automatic && fits && winograd_channels(c, o))) {
+      winograd_ = Tensor<T>::uninitialized({detail::winograd_packed_size<T>(o, c)});
+      detail::winograd_pack_weights(w.data(), o, c, winograd_.data());
+    }
+    if (algo != conv2d_algo::winograd) {
+      packed_ = Tensor<T>::uninitialized({detail::packed_a_size<T>(o, k)});
+      detail::pack_a_full(detail::a_source<T>{w.data(), k, false, nullptr}, o, k, packed_.data());
+    }
     if (!bias.empty()) bias_ = bias.clone();
+  }
+
+  // Automatic selection, from single-thread measurements of IRv1's and NN4's 3x3 layers: Winograd
+  // F(2x2, 3x3) was 1.2-1.3x faster than the implicit GEMM with >= 64 input and output channels on
+  // maps of 12x12 and more, and slower with 32-48 channels (17x17 Block35: 0.75-0.95x, the transforms
+  // cost as much as the saved multiplies) or on 6x6 and 3x3 maps (0.5-0.75x: few tiles per GEMM).
+  // Such weights are packed both ways; the map size picks per call.
+  static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 64 && o >= 64; }
+  static bool winograd_map(std::int64_t oh, std::int64_t ow) { return oh * ow >= 144; }
+
+  // The algorithm forward() uses for an input of shape x.
+  conv2d_algo algo_for(const shape& x) const {
+    const shape y = output_shape(x);
+    return uses_winograd(y[2], y[3]) ? conv2d_algo::winograd : conv2d_algo::gemm;
   }
 
   shape output_shape(const shape& x) const { return conv2d_output_shape(x, w_shape_, params_); }
@@ -202,7 +234,9 @@ class conv2d_plan {
                     "conv2d_plan::forward: residual must not share storage with the output");
     }
     FACENET_CHECK(!x.shares_storage_with(y), argument_error, "conv2d_plan::forward: input and output share storage");
-    const std::int64_t lowering = std::max<std::int64_t>(detail::forward_workspace_size<T>(g), 1);
+    const bool wino = uses_winograd(g.oh, g.ow);
+    const std::int64_t lowering =
+        std::max<std::int64_t>(wino ? detail::winograd_workspace_size(g) : detail::forward_workspace_size<T>(g), 1);
     if (ws.numel() < lowering || !ws.is_contiguous()) ws.resize({lowering});
     y.resize(out);
     detail::conv_forward_args<T> a;
@@ -210,18 +244,30 @@ class conv2d_plan {
     a.bias = bias_.empty() ? nullptr : bias_.data();
     a.residual_scale = residual_scale;
     a.relu = act_ == activation::relu;
-    detail::forward_batch(g, a, x.data(), y.data(), residual ? residual->data() : nullptr, ws.data(),
-                          detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)));
+    const T* r = residual ? residual->data() : nullptr;
+    if (!wino)
+      return detail::forward_batch(g, a, x.data(), y.data(), r, ws.data(),
+                                   detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)));
+    for (std::int64_t i = 0; i < g.n; ++i) {
+      a.residual = r ? r + i * g.out_size() : nullptr;
+      detail::forward_image_winograd(g, a, winograd_.data(), x.data() + i * g.in_size(), y.data() + i * g.out_size(),
+                                     ws.data());
+    }
   }
 
   const shape& weight_shape() const { return w_shape_; }
   const conv2d_params& params() const { return params_; }
 
  private:
+  bool uses_winograd(std::int64_t oh, std::int64_t ow) const {
+    return packed_.empty() || (!winograd_.empty() && winograd_map(oh, ow));
+  }
+
   shape w_shape_;
   conv2d_params params_;
   activation act_;
-  Tensor<T> packed_;
+  Tensor<T> packed_;    // GEMM A panels of [o, c*kh*kw] (empty when Winograd is forced)
+  Tensor<T> winograd_;  // winograd_pack_weights' U (empty unless Winograd is forced or may win)
   Tensor<T> bias_;
 };
 
