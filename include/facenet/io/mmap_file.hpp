@@ -22,6 +22,7 @@
 #endif
 
 #include "facenet/core/error.hpp"
+#include "facenet/io/atomic_file.hpp"  // write_file_atomically, for the writers that include this file
 #include "facenet/io/binary.hpp"
 
 namespace facenet::io {
@@ -99,20 +100,5 @@ class mapped_file {
   std::vector<std::uint8_t> buffer_;
   std::uint64_t size_ = 0;
 };
-
-// Writes `bytes` to `path` through a temporary file and a rename, so a failed save never leaves a
-// half-written weights file behind.
-inline void write_file_atomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    FACENET_CHECK(out.good(), io_error, "cannot create '" + tmp + "'");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    FACENET_CHECK(out.good(), io_error, "error writing '" + tmp + "'");
-  }
-  FACENET_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, io_error,
-                "cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
-}
 
 }  // namespace facenet::io

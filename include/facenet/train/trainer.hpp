@@ -238,7 +238,7 @@ class trainer {
       if (p.grad) params.push_back({p.name, *p.value, *p.grad});
     optimizer_ = detail::make_optimizer(c_, std::move(params));
     rng_.seed(data::mix_seed(c_.seed, 0x6d696e65));
-    if (!c_.checkpoint_dir.empty()) std::filesystem::create_directories(c_.checkpoint_dir);
+    if (!c_.checkpoint_dir.empty()) create_checkpoint_dir();
     if (c_.resume) restore(load_checkpoint(checkpoint_path(c_.checkpoint_dir)));
     log_ = std::make_unique<training_log>(c_.checkpoint_dir.empty() ? "" : output_file("training_log.csv"), step_);
   }
@@ -327,6 +327,13 @@ class trainer {
     auto p = model_->parameters();
     p.insert(p.end(), head_params_.begin(), head_params_.end());
     return p;
+  }
+
+  // An io_error (not std::filesystem's own exception) so callers and the CLI see the usual kind.
+  void create_checkpoint_dir() const {
+    std::error_code ec;
+    std::filesystem::create_directories(c_.checkpoint_dir, ec);
+    FACENET_CHECK(!ec, io_error, "cannot create checkpoint directory '" + c_.checkpoint_dir + "': " + ec.message());
   }
 
   std::string output_file(const std::string& name) const { return (std::filesystem::path(c_.checkpoint_dir) / name).string(); }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "facenet/core/error.hpp"
+#include "facenet/io/atomic_file.hpp"
 
 namespace facenet::train {
 
@@ -39,12 +40,13 @@ class training_log {
   // the file are kept and later ones dropped.
   explicit training_log(std::string csv_path = "", std::int64_t first_step = 0) : path_(std::move(csv_path)) {
     if (path_.empty()) return;
-    std::vector<std::string> kept = first_step > 0 ? rows_before(path_, first_step) : std::vector<std::string>{};
-    out_.open(path_, std::ios::trunc);
-    FACENET_CHECK(out_.good(), io_error, "cannot write training log '" + path_ + "'");
-    out_ << header << '\n';
-    for (const std::string& r : kept) out_ << r << '\n';
-    out_.flush();
+    // The kept rows replace the file atomically: a kill during a resume must not lose them.
+    std::string text = std::string(header) + '\n';
+    if (first_step > 0)
+      for (const std::string& r : rows_before(path_, first_step)) text += r + '\n';
+    io::write_file_atomically(path_, text);
+    out_.open(path_, std::ios::app);
+    FACENET_CHECK(out_.good(), io_error, "cannot append to training log '" + path_ + "'");
   }
 
   void add(const step_record& r) {
