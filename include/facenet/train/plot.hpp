@@ -117,8 +117,13 @@ inline data::image render_line_plot(const std::vector<plot_series>& series, cons
   const auto [y0, y1] = detail::axis_range(series, &plot_series::y, o.y_min, o.y_max);
   const int left = detail::margin + 16, right = o.width - detail::margin / 2, top = detail::margin / 2,
             bottom = o.height - detail::margin;
-  const auto px = [&](double x) { return left + static_cast<int>(std::lround((x - x0) / (x1 - x0) * (right - left))); };
-  const auto py = [&](double y) { return bottom - static_cast<int>(std::lround((y - y0) / (y1 - y0) * (bottom - top))); };
+  // Structured bindings are copied in: C++17 lambdas cannot capture them (clang rejects it, GCC allows it).
+  const auto px = [&, x0 = x0, x1 = x1](double x) {
+    return left + static_cast<int>(std::lround((x - x0) / (x1 - x0) * (right - left)));
+  };
+  const auto py = [&, y0 = y0, y1 = y1](double y) {
+    return bottom - static_cast<int>(std::lround((y - y0) / (y1 - y0) * (bottom - top)));
+  };
   detail::canvas c(o.width, o.height);
   const rgb axis{0, 0, 0}, grid{225, 225, 225};
   for (int i = 1; i < 4; ++i) {
