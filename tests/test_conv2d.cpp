@@ -31,6 +31,7 @@ const conv_case kCases[] = {
     {3, 17, 7, 9, 33, 1, 1, pads(0, 0, 0, 0)},           // pointwise, batch: one GEMM over the batch
     {5, 37, 3, 3, 21, 1, 1, pads(0, 0, 0, 0)},           // Block8-like 3x3 pixels, batched
     {2, 6, 8, 8, 7, 1, 1, pads(0, 0, 0, 0)},             // 64 pixels: one GEMM per image
+    {1, 41, 3, 3, 19, 1, 1, pads(0, 0, 0, 0)},           // 9 pixels, batch 1: dot products along k
     {2, 5, 9, 9, 7, 1, 1, pads(0, 0, 0, 0, 2, 2)},       // 1x1 stride 2 (im2col)
     {1, 3, 11, 13, 5, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // implicit, padded copy + compaction
     {2, 33, 9, 21, 17, 3, 3, pads(0, 0, 0, 0)},          // implicit, K = 297 crosses a K block

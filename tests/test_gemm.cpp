@@ -107,6 +107,27 @@ TEST(Gemm, LargeBlockedAndThreaded) {
   }
 }
 
+// Few columns (n <= 12) with an untransposed A run as dot products along k: n on both sides of the
+// cut-off, k with and without a partial last vector, odd m (the last row pair is half empty), C with
+// padding columns, alpha/beta, B either way round, and a size that is threaded.
+TEST(Gemm, FewColumnsAlongK) {
+  const gemm_case cases[] = {
+      {false, false, 192, 9, 1792, 1.0, 0.0, 0},  // IRv1 Block8 branch at 3x3 pixels
+      {false, false, 37, 9, 33, 1.0, 0.0, 3},     // k = 2 vectors + 1
+      {false, true, 21, 12, 100, -0.5, 0.25, 1},
+      {false, false, 1, 1, 64, 2.0, 1.0, 0},
+      {false, true, 5, 7, 45, 1.0, 0.0, 2},
+      {false, false, 1001, 9, 300, 1.0, 0.5, 0},  // threaded
+      {false, false, 50, 13, 200, 1.0, 0.0, 1},   // just past the cut-off: column tiles again
+      {true, false, 40, 9, 200, 1.0, 0.0, 0},     // transposed A keeps the column tiles
+  };
+  std::uint32_t seed = 400;
+  for (const auto& g : cases) {
+    EXPECT_LE(run_case<float>(g, seed++), tolerance<float>(g.k) * 2) << g.m << "x" << g.n << "x" << g.k;
+    EXPECT_LE(run_case<double>(g, seed++), tolerance<double>(g.k) * 2) << g.m << "x" << g.n << "x" << g.k;
+  }
+}
+
 TEST(Gemm, SingleThreadMatchesThreaded) {
   const gemm_case g{false, false, 96, 700, 300, 1.0, 0.0, 0};
   const int saved = facenet::parallel::max_threads();

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <type_traits>
 
 #include "facenet/core/parallel.hpp"
 #include "facenet/core/simd.hpp"
@@ -63,8 +64,9 @@ inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1
 
 // Per-thread growable 64-byte-aligned scratch: steady state never allocates. `slot` separates the
 // independent buffers one thread needs at once: T slots 0/1 = packed B/A panels (every GEMM thread),
-// T slot 2 = convolution lowering (calling thread), int64 slot 2 = conv row offsets, int64 slot 3 =
-// matrix row offsets (calling thread).
+// T slot 2 = convolution lowering (calling thread), T slot 3 = Winograd chunks (every conv thread),
+// T slot 4 = B^T of a few-column product (calling thread), int64 slot 2 = conv row offsets, int64
+// slot 3 = matrix row offsets (calling thread).
 template <class T>
 T* thread_scratch(int slot, std::int64_t count) {
   struct buffer {
@@ -74,7 +76,7 @@ T* thread_scratch(int slot, std::int64_t count) {
       if (p) ::operator delete(p, std::align_val_t(64));
     }
   };
-  thread_local buffer buffers[4];
+  thread_local buffer buffers[5];
   buffer& b = buffers[slot];
   const std::size_t need = static_cast<std::size_t>(count) * sizeof(T) + 64;
   if (need > b.bytes) {
@@ -127,7 +129,18 @@ void pack_a(const a_source<T>& s, std::int64_t m0, std::int64_t m1, std::int64_t
   }
 }
 
-// Elements of a whole pre-packed A (m x k): K blocks of kc, each holding round_up(m, mr) x kc.
+// Depth of the K blocks of a product of depth k: equal blocks of at most kc, except that up to 5/4 kc
+// stays one block (K = 288, a 3x3 convolution over 32 channels, would otherwise run a second pass over
+// C only 32 deep). Pre-packed A and the product agree through this function.
+template <class T>
+std::int64_t k_block(std::int64_t k) {
+  constexpr std::int64_t kc = gemm_shape<T>::kc;
+  if (k <= kc + kc / 4) return std::max<std::int64_t>(k, 1);
+  const std::int64_t blocks = (k + kc - 1) / kc;
+  return (k + blocks - 1) / blocks;
+}
+
+// Elements of a whole pre-packed A (m x k): K blocks of k_block(k), each holding round_up(m, mr) rows.
 template <class T>
 std::int64_t packed_a_size(std::int64_t m, std::int64_t k) {
   return round_up(m, gemm_shape<T>::mr) * k;
@@ -135,8 +148,8 @@ std::int64_t packed_a_size(std::int64_t m, std::int64_t k) {
 template <class T>
 void pack_a_full(const a_source<T>& s, std::int64_t m, std::int64_t k, T* dst) {
   const std::int64_t mp = round_up(m, gemm_shape<T>::mr);
-  for (std::int64_t k0 = 0; k0 < k; k0 += gemm_shape<T>::kc)
-    pack_a(s, 0, m, k0, std::min(gemm_shape<T>::kc, k - k0), dst + k0 * mp);
+  const std::int64_t kb = k_block<T>(k);
+  for (std::int64_t k0 = 0; k0 < k; k0 += kb) pack_a(s, 0, m, k0, std::min(kb, k - k0), dst + k0 * mp);
 }
 
 // Packs B columns [j0, j0+cols) x depth [k0, k0+kc) into nr-column panels for sources whose row p is
@@ -164,6 +177,7 @@ struct b_matrix {
   const T* b;
   std::int64_t ldb;
   bool trans;
+  T at(std::int64_t p, std::int64_t j) const { return trans ? b[j * ldb + p] : b[p * ldb + j]; }
   // Row p of an untransposed B is contiguous: offsets p*ldb (with prefetch slack) from per-thread scratch.
   void direct_rows(std::int64_t k, const T*& base, const std::int64_t*& off) const {
     if (trans) return;
@@ -199,6 +213,7 @@ template <class T>
 struct b_offset_rows {
   const T* base;
   const std::int64_t* offset;
+  T at(std::int64_t p, std::int64_t j) const { return base[offset[p] + j]; }
   void direct_rows(std::int64_t, const T*& b, const std::int64_t*& off) const {
     b = base;
     off = offset;
@@ -216,6 +231,7 @@ template <class T>
 struct b_batched {
   const T* x;
   std::int64_t hw, image, images;
+  T at(std::int64_t p, std::int64_t j) const { return x[j / hw * image + p * hw + j % hw]; }
   void direct_rows(std::int64_t, const T*&, const std::int64_t*&) const {}  // rows are not contiguous
   // One panel at a time: its runs (columns contiguous within one image) are the same for every row p,
   // so they are found once; each row is assembled with whole-vector copies in a slack buffer (runs
@@ -419,19 +435,20 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
   const a_source<T>& as = ops.a;
   const bool b_direct = ops.b_base != nullptr;
   const std::int64_t mp = round_up(m, G::mr);
-  T* bbuf = thread_scratch<T>(0, G::kc * (b_direct ? G::nr : std::min(G::nc, round_up(n1 - n0, G::nr))));
+  const std::int64_t kb = k_block<T>(k);
+  T* bbuf = thread_scratch<T>(0, kb * (b_direct ? G::nr : std::min(G::nc, round_up(n1 - n0, G::nr))));
   // A is packed one mr-row panel at a time, just before its sweep over the columns: the panel lives in
   // L1 and never evicts the packed B block from L2 (packing all of M at once did, at m = 512).
   const bool pack_a_here = !as.packed && !ops.a_in_place;
-  T* abuf = pack_a_here ? thread_scratch<T>(1, G::mr * std::min(G::kc, k)) : nullptr;
+  T* abuf = pack_a_here ? thread_scratch<T>(1, G::mr * kb) : nullptr;
   // Equal column blocks of at most nc (n = 512 is one block, not 432 + 80).
   const std::int64_t nblocks = (n1 - n0 + G::nc - 1) / G::nc;
   const std::int64_t nc = round_up((n1 - n0 + nblocks - 1) / nblocks, G::nr);
   for (std::int64_t j0 = n0; j0 < n1; j0 += nc) {
     const std::int64_t cols = std::min(nc, n1 - j0);
     const std::int64_t full_end = j0 + cols / G::nr * G::nr;  // first column of the ragged tile
-    for (std::int64_t k0 = 0; k0 < k; k0 += G::kc) {
-      const std::int64_t kc = std::min(G::kc, k - k0);
+    for (std::int64_t k0 = 0; k0 < k; k0 += kb) {
+      const std::int64_t kc = std::min(kb, k - k0);
       const bool first = k0 == 0, last = k0 + kc == k;
       if (!b_direct)
         bs.template pack<G::nr>(k0, kc, j0, cols, bbuf);
@@ -526,6 +543,89 @@ void gemm_run_nv(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const 
       threads);
 }
 
+// Products with only a few columns (IRv1's Block8 1x1 convolutions at 3x3 pixels: n = 9). A vector
+// along n would be mostly padding (9 of 16 lanes), so C[i][j] = <row i of A, column j of B> runs along
+// k instead: rows of an untransposed A read in place, B^T copied once (n rows padded to whole vectors
+// with zeros), 2 rows x NC columns of accumulators, one horizontal sum each at the end.
+template <class T>
+bool few_columns(std::int64_t n, std::int64_t k, const a_source<T>& as) {
+  const std::int64_t w = gemm_shape<T>::w;
+  return !as.packed && !as.trans && n <= 12 && 4 * n <= 3 * round_up(n, w) && k >= 2 * w;
+}
+
+template <class T, int NC>
+void dot_rows(std::int64_t i0, std::int64_t i1, std::int64_t k, T alpha, const a_source<T>& as, const T* bt, std::int64_t kp,
+              T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
+  using V = simd::batch<T>;
+  constexpr std::int64_t w = gemm_shape<T>::w;
+  const std::int64_t full = k / w * w;
+  for (std::int64_t i = i0; i < i1; i += 2) {
+    const T* a0 = as.a + i * as.lda;
+    const T* a1 = i + 1 < i1 ? a0 + as.lda : a0;  // an odd last row is computed twice, stored once
+    V acc[2][NC];
+#pragma GCC unroll 16
+    for (int j = 0; j < NC; ++j) acc[0][j] = acc[1][j] = V(T(0));
+    const auto step = [&](std::int64_t p, V x0, V x1) {
+#pragma GCC unroll 16
+      for (int j = 0; j < NC; ++j) {
+        const V b = simd::load_aligned(bt + j * kp + p);
+        acc[0][j] = simd::fma(x0, b, acc[0][j]);
+        acc[1][j] = simd::fma(x1, b, acc[1][j]);
+      }
+    };
+    for (std::int64_t p = 0; p < full; p += w) step(p, simd::load(a0 + p), simd::load(a1 + p));
+    if (full < k) {  // B^T is zero past k, so the partial vectors' zero fill adds nothing
+      const auto rest = static_cast<std::size_t>(k - full);
+      step(full, simd::load_partial(a0 + full, rest), simd::load_partial(a1 + full, rest));
+    }
+    for (int r = 0; r < 2 && i + r < i1; ++r)
+      for (int j = 0; j < NC; ++j) {
+        T& out = c[(i + r) * ldc + j];
+        T v = alpha * simd::reduce_add(acc[r][j]) + (beta == T(0) ? T(0) : beta * out);
+        if (ep)
+          v = finish_output(v, ep->bias ? ep->bias[i + r] : T(0), ep->residual ? ep->residual + (i + r) * ep->ldr + j : nullptr,
+                            ep->residual_scale, ep->relu);
+        out = v;
+      }
+  }
+}
+
+template <class T, class BSource>
+void gemm_few_columns(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_source<T>& as, const BSource& bs, T beta,
+                      T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
+  const std::int64_t kp = round_up(k, gemm_shape<T>::w);
+  T* bt = thread_scratch<T>(4, n * kp);
+  for (std::int64_t j = 0; j < n; ++j) {
+    for (std::int64_t p = 0; p < k; ++p) bt[j * kp + p] = bs.at(p, j);
+    for (std::int64_t p = k; p < kp; ++p) bt[j * kp + p] = T(0);
+  }
+  const int threads = m * n * k < std::int64_t(1) << 17 ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(m / 2)));
+  parallel::parallel_region(
+      [&](int t, int nt) {
+        std::int64_t first = 0, last = 0;
+        parallel::split_range((m + 1) / 2, nt, t, first, last);
+        const std::int64_t i0 = 2 * first, i1 = std::min(m, 2 * last);
+        const auto run = [&](auto nc) {
+          dot_rows<T, decltype(nc)::value>(i0, i1, k, alpha, as, bt, kp, beta, c, ldc, ep);
+        };
+        switch (n) {
+          case 1: return run(std::integral_constant<int, 1>());
+          case 2: return run(std::integral_constant<int, 2>());
+          case 3: return run(std::integral_constant<int, 3>());
+          case 4: return run(std::integral_constant<int, 4>());
+          case 5: return run(std::integral_constant<int, 5>());
+          case 6: return run(std::integral_constant<int, 6>());
+          case 7: return run(std::integral_constant<int, 7>());
+          case 8: return run(std::integral_constant<int, 8>());
+          case 9: return run(std::integral_constant<int, 9>());
+          case 10: return run(std::integral_constant<int, 10>());
+          case 11: return run(std::integral_constant<int, 11>());
+          default: return run(std::integral_constant<int, 12>());
+        }
+      },
+      threads);
+}
+
 // Reads B in place when few row tiles share each packed B element (m small); sources that can be read
 // in place say so through direct_rows().
 template <class T, class BSource>
@@ -533,6 +633,7 @@ void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_s
               std::int64_t ldc, const gemm_epilogue<T>* ep = nullptr) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) return gemm_empty_k(m, n, beta, c, ldc, ep);
+  if (few_columns(n, k, as)) return gemm_few_columns(m, n, k, alpha, as, bs, beta, c, ldc, ep);
   const int nv = choose_nv<T>(n);
   gemm_operands<T> ops;
   ops.a = as;
