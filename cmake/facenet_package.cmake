@@ -35,4 +35,5 @@ if(FACENET_INSTALL)
     cmake/facenet_header_dependencies.cmake
     DESTINATION "${FACENET_INSTALL_CMAKEDIR}")
   install(FILES "${PROJECT_BINARY_DIR}/facenet.pc" DESTINATION "${FACENET_INSTALL_PKGCONFIGDIR}")
+  install(DIRECTORY models/ DESTINATION "${CMAKE_INSTALL_DATADIR}/facenet/models" FILES_MATCHING PATTERN "*.safetensors" PATTERN "*.md")
 endif()

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -88,6 +89,31 @@ inline loaded_model load_embedding_model(const std::string& path, const std::str
     if (all.contains(p.name)) wanted.add(p.name, all.at(p.name));
   m.net->load(wanted);
   return m;
+}
+
+// The trained model the library ships (NN4-small2 trained on LFW's development split, see
+// models/MODEL_CARD.md): looked for in $FACENET_MODELS_DIR, then in the directory the build or the
+// installed package defines as FACENET_MODELS_DIR. Empty when it is not there.
+inline constexpr const char* default_model_file = "nn4_small2_lfw.safetensors";
+
+inline std::string default_model_path() {
+  std::vector<std::filesystem::path> dirs;
+  if (const char* env = std::getenv("FACENET_MODELS_DIR"); env && *env) dirs.emplace_back(env);
+#ifdef FACENET_MODELS_DIR
+  dirs.emplace_back(FACENET_MODELS_DIR);
+#endif
+  for (const auto& dir : dirs)
+    if (std::filesystem::exists(dir / default_model_file)) return (dir / default_model_file).string();
+  return {};
+}
+
+// The shipped model, or an io_error saying where it was looked for.
+inline loaded_model load_default_model() {
+  const std::string path = default_model_path();
+  FACENET_CHECK(!path.empty(), io_error,
+                std::string("the default model ") + default_model_file +
+                    " was not found (set FACENET_MODELS_DIR to the directory holding it, or load weights explicitly)");
+  return load_embedding_model(path);
 }
 
 // Image -> largest face -> aligned crop -> standardized tensor -> L2-normalised embedding.

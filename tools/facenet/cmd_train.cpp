@@ -33,6 +33,9 @@ const char* const help =
     "  --checkpoint DIR     checkpoint, training_log.csv, loss.png, roc_step*.png go here\n"
     "  --checkpoint-every N steps between checkpoints (100);  --resume  continue from DIR's checkpoint\n"
     "  --eval-pairs P --eval-images DIR   LFW pairs file evaluated every --eval-every N steps and at the end\n"
+    "  --eval-ext E         image extension of the --eval-images files (jpg; png for `facenet align --dataset` output)\n"
+    "  --crop PX            centred square of the source (in its pixels) resized to the network input, in training\n"
+    "                       and evaluation (0 = the whole image; e.g. 128 for 250x250 deep-funneled LFW)\n"
     "  --standardize S      fixed (default) | prewhiten | prewhiten_np | unit | none\n"
     "Exit codes: 2 bad arguments, 3 unreadable data / unwritable output, 7 NaN/Inf or collapse.\n";
 
@@ -42,6 +45,7 @@ train::trainer_config config_from(const args& a) {
   require_file(c.data_dir, "--data directory");
   if (a.has("people")) c.people = data::read_people_list(a.get("people"));
   c.architecture = a.get("arch", c.architecture);
+  c.augment.crop_size = static_cast<int>(a.integer("crop", 0));
   c.init_weights = a.get("init");
   c.batch_people = static_cast<int>(a.integer("batch-people", c.batch_people));
   c.batch_images = static_cast<int>(a.integer("batch-images", c.batch_images));
@@ -70,7 +74,7 @@ train::trainer_config config_from(const args& a) {
   FACENET_CHECK(a.has("eval-pairs") == a.has("eval-images"), argument_error, "--eval-pairs and --eval-images go together");
   if (a.has("eval-pairs")) {
     const eval::lfw_pairs pairs = eval::read_lfw_pairs(a.get("eval-pairs"));
-    const eval::lfw_paths paths = eval::resolve_lfw_paths(a.get("eval-images"), pairs);
+    const eval::lfw_paths paths = eval::resolve_lfw_paths(a.get("eval-images"), pairs, a.get("eval-ext", "jpg"));
     FACENET_CHECK(!paths.same.empty(), io_error, "none of the --eval-pairs images exist under '" + a.get("eval-images") + "'");
     c.eval = {paths.paths, paths.same, pairs.folds};
     c.eval_every = a.integer("eval-every", 0);
@@ -91,7 +95,7 @@ int run_train(int argc, char** argv, int first) {
                                {"data", "people", "arch", "init", "out", "steps", "epochs", "batch-people", "batch-images",
                                 "extra-negatives", "loss", "mining", "alpha", "optimizer", "momentum", "lr", "weight-decay",
                                 "clip", "schedule", "warmup", "seed", "workers", "standardize", "checkpoint",
-                                "checkpoint-every", "eval-pairs", "eval-images", "eval-every"});
+                                "checkpoint-every", "eval-pairs", "eval-images", "eval-ext", "eval-every", "crop"});
   if (!a) return exit_ok;
   FACENET_CHECK(a->has("data") && a->has("out"), argument_error, "--data DIR and --out W.safetensors are required (see --help)");
   train::trainer t(config_from(*a));

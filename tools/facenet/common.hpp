@@ -119,13 +119,17 @@ inline loaded_model load_model(const std::string& path, const std::string& arch_
   return load_embedding_model(path, arch_hint);
 }
 
-// --weights W, else $FACENET_WEIGHTS, else (only when allowed) random weights of --arch.
+// --weights W, else $FACENET_WEIGHTS, else the shipped default model (when no other --arch is asked
+// for), else (only when allowed) random weights of --arch.
 inline loaded_model model_from_args(const args& a, bool allow_random) {
   std::string path = a.get("weights");
   if (path.empty())
     if (const char* env = std::getenv("FACENET_WEIGHTS"); env && *env) path = env;
+  if (path.empty() && a.get("arch", "nn4_small2") == "nn4_small2") path = default_model_path();
   if (!path.empty()) return load_model(path, a.get("arch"));
-  FACENET_CHECK(allow_random, argument_error, "--weights W is required (or set FACENET_WEIGHTS)");
+  FACENET_CHECK(allow_random, argument_error,
+                "--weights W is required (or set FACENET_WEIGHTS): the default model " + std::string(default_model_file) +
+                    " was not found (FACENET_MODELS_DIR)");
   const std::string arch = a.get("arch", "nn4_small2");
   loaded_model m{make_model(arch), arch, "random (seed 42)", default_standardization(arch)};
   randomize(*m.net);
