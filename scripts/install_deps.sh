@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages facenet needs to build, test and benchmark (and the Python ones the
-# parity-fixture generators use). Quick when everything is already there: apt is not touched then.
+# parity-fixture generators use), plus any package names given as arguments. Quick when everything
+# is already there: apt is not touched then.
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
   python3-torch python3-numpy python3-protobuf  # parity fixtures against the reference implementations
   clang libclang-rt-14-dev libomp-dev           # sanitizer and fuzzing builds (libomp: OpenMP with clang)
 )
+packages+=("$@")  # extra packages a caller needs, e.g. benchmarks/compare's contenders
 
 missing=()
 for p in "${packages[@]}"; do
