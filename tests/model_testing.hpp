@@ -200,6 +200,21 @@ inline void expect_load_errors_name_the_tensor(models::model<float>& m, const st
   EXPECT_EQ(message_of(extra).find("num_batches_tracked"), std::string::npos);
   EXPECT_NE(message_of(misshaped).find("mis-shaped: " + some_param), std::string::npos) << message_of(misshaped);
   EXPECT_EQ(message_of(good), "");
+  // A non-finite weight is refused by name and element, not loaded into NaN embeddings.
+  io::tensor_map poisoned;
+  for (const auto& e : good.entries()) {
+    Tensor<float> v = e.value.clone();
+    if (e.name == some_param) v.data()[v.numel() - 1] = std::nanf("");
+    poisoned.add(e.name, v);
+  }
+  try {
+    m.load(poisoned);
+    ADD_FAILURE() << "a NaN in " << some_param << " was accepted";
+  } catch (const numeric_error& e) {
+    const std::string expected =
+        "'" + some_param + "' holds NaN at element " + std::to_string(good.at(some_param).numel() - 1);
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace facenet::testing

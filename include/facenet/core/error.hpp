@@ -2,8 +2,10 @@
 // ("[facenet.format]") so users and the CLI can tell the kinds apart without parsing prose.
 #pragma once
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace facenet {
 
@@ -44,6 +46,15 @@ FACENET_DEFINE_ERROR(unsupported_error, unsupported)
 FACENET_DEFINE_ERROR(numeric_error, numeric)
 FACENET_DEFINE_ERROR(argument_error, argument)
 #undef FACENET_DEFINE_ERROR
+
+// Up to `limit` names for an error message, then how many there are in all: a message listing 600
+// tensor names hides its point.
+inline std::string list_names(const std::vector<std::string>& names, std::size_t limit = 12) {
+  std::string s;
+  for (std::size_t i = 0; i < names.size() && i < limit; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > limit) s += ", ... (" + std::to_string(names.size()) + " in all)";
+  return s;
+}
 
 }  // namespace facenet
 

@@ -95,6 +95,18 @@ inline bool looks_like_graphdef(byte_span b) {
   return i + 1 < b.size && b.data[i + 1] == 0x0a;
 }
 
+// The first bytes of a file in hex, for "unrecognised format" messages.
+inline std::string hex_prefix(byte_span b, std::size_t n = 8) {
+  static const char digits[] = "0123456789abcdef";
+  std::string s;
+  for (std::size_t i = 0; i < b.size && i < n; ++i) {
+    if (i) s += ' ';
+    s += digits[b.data[i] >> 4];
+    s += digits[b.data[i] & 15];
+  }
+  return s;
+}
+
 }  // namespace detail
 
 // Identifies a weights file by its first (or, for SSTables, last) bytes - never by its extension.
@@ -114,8 +126,13 @@ inline weight_format detect_weight_format(byte_span b, const std::string& what) 
   if (b.size >= 4 && std::memcmp(b.data, "\x89HDF", 4) == 0)
     throw unsupported_error(what + ": HDF5 (Keras) files are not supported; convert to the per-tensor CSV layout");
   if (detail::looks_like_graphdef(b)) return weight_format::tf_frozen;
+  // A safetensors header whose length runs past the end: say so rather than "unrecognised".
+  if (b.size >= 9 && b.data[8] == '{')
+    throw format_error(what + ": safetensors header length " + std::to_string(load_le<std::uint64_t>(b.data)) +
+                       " (bytes 0-7) exceeds the " + std::to_string(b.size - 8) + " bytes after it");
   throw format_error(what + ": unrecognised weights format (not torch.save, .npy, .npz, safetensors, a TF checkpoint or "
-                            "frozen graph, or Torch7)");
+                            "frozen graph, or Torch7)" +
+                     (b.size ? "; it starts with " + detail::hex_prefix(b) : "; the file is empty"));
 }
 
 inline weight_format detect_weight_format(const std::string& path) {
@@ -235,8 +252,7 @@ struct conversion_report {
     std::string s;
     auto list = [&](const char* label, const std::vector<std::string>& v) {
       if (v.empty()) return;
-      s += std::string(s.empty() ? "" : "; ") + std::to_string(v.size()) + " " + label + ": ";
-      for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+      s += std::string(s.empty() ? "" : "; ") + std::to_string(v.size()) + " " + label + ": " + list_names(v);
     };
     list("missing", missing);
     list("mis-shaped", mismatched);

@@ -27,9 +27,12 @@ inline element_type safetensors_dtype(const std::string& name, const std::string
       {"F64", element_type::f64}, {"I8", element_type::i8},     {"U8", element_type::u8},
       {"I16", element_type::i16}, {"I32", element_type::i32},   {"I64", element_type::i64},
       {"BOOL", element_type::boolean}};
-  for (const auto& e : table)
+  std::string known;
+  for (const auto& e : table) {
     if (name == e.first) return e.second;
-  throw unsupported_error(what + ": unsupported dtype \"" + name + "\"");
+    known += std::string(known.empty() ? "" : ", ") + e.first;
+  }
+  throw unsupported_error(what + ": unsupported dtype \"" + name + "\" (expected one of " + known + ")");
 }
 
 struct safetensors_entry {

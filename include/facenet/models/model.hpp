@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -35,12 +36,6 @@ inline bool ignorable_tensor(const std::string& name) {
   return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-inline std::string list_names(const std::vector<std::string>& names, std::size_t limit = 12) {
-  std::string s;
-  for (std::size_t i = 0; i < names.size() && i < limit; ++i) s += (i ? ", " : "") + names[i];
-  if (names.size() > limit) s += ", ... (" + std::to_string(names.size()) + " in all)";
-  return s;
-}
 
 }  // namespace detail
 
@@ -105,14 +100,19 @@ class model {
     for (const auto& e : weights.entries())
       if (!known.count(e.name) && !detail::ignorable_tensor(e.name)) extra.push_back(e.name);
     std::string problems;
-    if (!missing.empty()) problems += "; missing: " + detail::list_names(missing);
-    if (!misshaped.empty()) problems += "; mis-shaped: " + detail::list_names(misshaped);
-    if (!extra.empty()) problems += "; unexpected: " + detail::list_names(extra);
+    if (!missing.empty()) problems += "; missing: " + list_names(missing);
+    if (!misshaped.empty()) problems += "; mis-shaped: " + list_names(misshaped);
+    if (!extra.empty()) problems += "; unexpected: " + list_names(extra);
     FACENET_CHECK(problems.empty(), format_error,
                   info().architecture + ": weights do not match the model" + problems);
     for (auto& p : params) {
       const Tensor<float>& src = weights.at(p.name);
       FACENET_CHECK(src.is_contiguous(), format_error, info().architecture + ": tensor '" + p.name + "' is not contiguous");
+      // A NaN/Inf weight would silently turn every embedding into NaN: refuse it here, by name.
+      const auto bad = std::find_if(src.begin(), src.end(), [](float v) { return !std::isfinite(v); });
+      FACENET_CHECK(bad == src.end(), numeric_error,
+                    info().architecture + ": tensor '" + p.name + "' holds " + (std::isnan(*bad) ? "NaN" : "Inf") +
+                        " at element " + std::to_string(bad - src.begin()) + " (weights must be finite)");
       std::transform(src.begin(), src.end(), p.value->begin(), [](float v) { return static_cast<T>(v); });
     }
   }
