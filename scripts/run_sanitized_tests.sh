@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/, -O1 -g, asserts on)
+# and the concurrency tests under ThreadSanitizer (build-tsan/); exits non-zero on any report or failure.
+#
+#   scripts/run_sanitized_tests.sh [asan|tsan]...     (default: both)
+#
+# ASan+UBSan: every test executable and the facenet tool (test_cli and test_checkpoint_kill run the
+# sanitized tool as a subprocess). Left out: the example and packaging (consumer) tests, which build or
+# run programs outside the sanitized targets, and the tests matched by asan_slow below (measured: too
+# slow under ASan for CI; they are covered by the Release run).
+#
+# TSan: GCC's libgomp is not instrumented, so every OpenMP barrier looks like a race to TSan. This
+# build uses clang with LLVM's libomp and loads its Archer tool (OMP_TOOL_LIBRARIES), which tells TSan
+# about OpenMP's synchronisation, plus ignore_noninstrumented_modules=1 (as Archer asks) for libomp's
+# own internals: no suppressions file, and a real race inside a parallel region is still reported
+# (checked with a deliberately racy `omp parallel for` sum).
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+asan_dir="${FACENET_ASAN_BUILD_DIR:-$root/build-asan}"
+tsan_dir="${FACENET_TSAN_BUILD_DIR:-$root/build-tsan}"
+jobs="${FACENET_JOBS:-2}"
+# Tests (ctest -E regex) too slow under ASan for CI; see the header.
+asan_slow='^(example_|consumer_)'
+# The concurrency tests: many threads calling embed() on one model, the trainer's decoding workers
+# (with the trainer's own OpenMP threads), the batch loader's workers.
+tsan_targets=(test_nn4_small2 test_inception_resnet_v1 test_trainer test_dataset)
+tsan_filter='*ThreadSafe*:Trainer.ResumeFromCheckpointReproducesTheLossesBitForBit:loader.*'
+
+# configure_sanitized DIR SANITIZERS [cmake args...]: a Debug build with -O1 -g (fast enough to run
+# the suite, debuggable reports), only tests and the tool.
+configure_sanitized() {
+  local dir=$1 sanitizers=$2
+  shift 2
+  local generator=()
+  [[ -f "$dir/CMakeCache.txt" ]] || generator=(-G Ninja)
+  cmake -S "$root" -B "$dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g" \
+    -DFACENET_SANITIZE="$sanitizers" -DFACENET_BUILD_BENCHMARKS=OFF -DFACENET_INSTALL=OFF "$@"
+}
+
+test_targets() { (cd "$root/tests" && ls test_*.cpp | sed 's/\.cpp$//'); }
+
+run_asan() {
+  bash "$root/scripts/install_deps.sh"
+  configure_sanitized "$asan_dir" address,undefined
+  # shellcheck disable=SC2046  # one word per target
+  cmake --build "$asan_dir" -j "$jobs" --target facenet_tool $(test_targets)
+  # No leak is tolerated either; UBSan stops at the first report with a stack.
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" OMP_NUM_THREADS=2 \
+    ctest --test-dir "$asan_dir" -j "$jobs" --output-on-failure -E "$asan_slow"
+}
+
+run_tsan() {
+  local clang archer
+  clang="$(command -v clang++-14 || command -v clang++)"
+  archer="$(dirname "$(readlink -f "$clang")")/../lib/libarcher.so"
+  [[ -f "$archer" ]] || { echo "run_sanitized_tests: $archer not found (apt-get install libomp-dev)" >&2; exit 1; }
+  configure_sanitized "$tsan_dir" thread -DCMAKE_CXX_COMPILER="$clang" -DFACENET_BUILD_EXAMPLES=OFF
+  cmake --build "$tsan_dir" -j "$jobs" --target "${tsan_targets[@]}"
+  local t status=0
+  for t in "${tsan_targets[@]}"; do
+    echo "== TSan: $t"
+    OMP_TOOL_LIBRARIES="$archer" TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1" OMP_NUM_THREADS=2 \
+      "$tsan_dir/tests/$t" --gtest_filter="$tsan_filter" || status=1
+  done
+  return $status
+}
+
+modes=("$@")
+[[ ${#modes[@]} -gt 0 ]] || modes=(asan tsan)
+for m in "${modes[@]}"; do
+  case "$m" in
+    asan) run_asan ;;
+    tsan) run_tsan ;;
+    *) echo "usage: $0 [asan|tsan]..." >&2; exit 2 ;;
+  esac
+done
