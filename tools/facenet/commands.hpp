@@ -16,6 +16,7 @@ int run_align(int argc, char** argv, int first);
 int run_embed(int argc, char** argv, int first);
 int run_verify(int argc, char** argv, int first);
 int run_identify(int argc, char** argv, int first);
+int run_cluster(int argc, char** argv, int first);
 int run_train(int argc, char** argv, int first);
 int run_eval_lfw(int argc, char** argv, int first);
 int run_bench(int argc, char** argv, int first);

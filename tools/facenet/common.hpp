@@ -228,11 +228,12 @@ inline void draw_faces(data::image& img, const std::vector<detect::face>& faces)
 
 // The image -> face -> embedding path shared by embed, verify, identify, cluster and demo, set up
 // from the common options (--weights, --arch, --no-detect, --mtcnn, --method, --margin).
+// `align_option` names the alignment option: cluster spends --method on the clustering algorithm.
 class face_embedder {
  public:
-  face_embedder(const args& a, bool allow_random)
+  face_embedder(const args& a, bool allow_random, const std::string& align_option = "method")
       : model_(model_from_args(a, allow_random)), net_(*model_.net),
-        method_(parse_align_method(a.get("method", "crop"))),
+        method_(parse_align_method(a.get(align_option, "crop"))),
         margin_(static_cast<float>(a.number("margin", 0))),
         standardization_(a.has("standardize") ? data::parse_standardization(a.get("standardize"))
                                               : model_.standardization) {
@@ -244,15 +245,27 @@ class face_embedder {
 
   // One embedding row per path, in order; batches of 16 keep memory flat on long lists.
   Tensor<float> embed_files(const std::vector<std::string>& paths, const char* label = "embed") {
+    return embed_faces(faces_of(paths, label));
+  }
+
+  // The aligned face of each path, in order. Without `faceless` an image with no face is an error;
+  // with it, such paths are left out and listed there (a folder may hold a few photos without faces).
+  std::vector<data::image> faces_of(const std::vector<std::string>& paths, const char* label,
+                                    std::vector<std::string>* faceless = nullptr) {
     for (const auto& p : paths) require_file(p, "image");
     std::vector<data::image> faces;
     progress_bar bar(label, static_cast<long>(paths.size()));
-    for (const auto& p : paths) {
-      faces.push_back(face_image(p, detector_ ? &*detector_ : nullptr, method_, input_size(), margin_));
-      bar.update(static_cast<long>(faces.size()));
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+      try {
+        faces.push_back(face_image(paths[i], detector_ ? &*detector_ : nullptr, method_, input_size(), margin_));
+      } catch (const no_face_error&) {
+        if (!faceless) throw;
+        faceless->push_back(paths[i]);
+      }
+      bar.update(static_cast<long>(i + 1));
     }
     bar.finish();
-    return embed_faces(faces);
+    return faces;
   }
 
   Tensor<float> embed_faces(const std::vector<data::image>& faces) {
@@ -277,23 +290,29 @@ class face_embedder {
   data::standardization standardization_;
 };
 
-// Options face_embedder reads.
-inline std::set<std::string> embedding_options(std::set<std::string> extra = {}) {
-  for (const char* o : {"weights", "arch", "mtcnn", "method", "margin", "standardize", "min-face", "thresholds", "factor"})
+// Options face_embedder reads (`align_option` as in its constructor).
+inline std::set<std::string> embedding_options(std::set<std::string> extra = {}, const std::string& align_option = "method") {
+  for (const char* o : {"weights", "arch", "mtcnn", "margin", "standardize", "min-face", "thresholds", "factor"})
     extra.insert(o);
+  extra.insert(align_option);
   return extra;
 }
-constexpr const char* embedding_help =
+inline std::string embedding_help_for(const std::string& align_option) {
+  const std::string flag = "  --" + align_option + " M";
+  return
     "  --weights W      embedding weights (safetensors from `facenet convert`, or a facenet-pytorch .pt);\n"
     "                   default $FACENET_WEIGHTS\n"
     "  --arch A         nn4_small2 | inception_resnet_v1 (default: from the tensor names)\n"
     "  --no-detect      images are already aligned faces: resize only\n"
-    "  --mtcnn DIR      MTCNN weights (default $FACENET_MTCNN or ../shared/weights/mtcnn/facenet-pytorch)\n"
-    "  --method M       crop (facenet-pytorch extract_face) | similarity (5-point warp); default crop\n"
+    "  --mtcnn DIR      MTCNN weights (default $FACENET_MTCNN or ../shared/weights/mtcnn/facenet-pytorch)\n" +
+    flag + std::string(flag.size() < 19 ? 19 - flag.size() : 1, ' ') +
+    "crop (facenet-pytorch extract_face) | similarity (5-point warp); default crop\n"
     "  --margin PX      crop margin in output pixels (default 0)\n"
     "  --standardize S  fixed | prewhiten | unit (default: the weights file's metadata, else fixed for\n"
     "                   inception_resnet_v1 and unit for nn4_small2)\n"
     "  --threads N      worker threads\n";
+}
+inline const std::string embedding_help = embedding_help_for("method");
 
 // --- output -----------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ const facenet::cli::command commands[] = {
     {"embed", "compute face embeddings (.npy or .csv)", facenet::cli::run_embed},
     {"verify", "are two images the same person?", facenet::cli::run_verify},
     {"identify", "match faces against a gallery (folder per person)", facenet::cli::run_identify},
+    {"cluster", "group the faces of a folder by identity (Chinese Whispers, DBSCAN)", facenet::cli::run_cluster},
     {"convert", "convert published weights to facenet's safetensors file", facenet::cli::run_convert},
     {"train", "train NN4-small2 or Inception-ResNet-v1 with triplet loss", facenet::cli::run_train},
     {"eval-lfw", "LFW verification protocol (10-fold accuracy, VAL@FAR, AUC, EER)", facenet::cli::run_eval_lfw},
