@@ -64,15 +64,14 @@ class concat final : public layers::module<T> {
   void infer(const Tensor<T>& x, Tensor<T>& y, layers::workspace<T>& ws) const override {
     require_branches();
     layers::workspace_scope<T> scope(ws);
-    std::vector<const Tensor<T>*> outs;  // a few pointers: the only per-call allocation here
-    outs.reserve(branches_.size());
+    output_list outs;
     for (const auto& b : branches_) {
       Tensor<T>& out = ws.take();
       layers::profile_scope<T> timed(b.first, *b.second, layers::profile_pass::infer, out);
       b.second->infer(x, out, ws);
       outs.push_back(&out);
     }
-    kernels::depth_concat_forward(outs, y);
+    kernels::depth_concat_forward(outs.data(), outs.size(), y);
   }
 
   void collect(const std::string& prefix, std::vector<layers::parameter<T>>& out) override {
@@ -86,6 +85,28 @@ class concat final : public layers::module<T> {
   }
 
  private:
+  // The branch outputs of one infer() call, listed on a per-thread stack that keeps its capacity:
+  // steady-state inference allocates no pointer list, and a concat nested in a branch pushes above
+  // this one's entries and pops them before this one continues.
+  class output_list {
+   public:
+    output_list() : stack_(thread_stack()), base_(stack_.size()) {}
+    ~output_list() { stack_.resize(base_); }
+    output_list(const output_list&) = delete;
+    output_list& operator=(const output_list&) = delete;
+    void push_back(const Tensor<T>* t) { stack_.push_back(t); }
+    const Tensor<T>* const* data() const noexcept { return stack_.data() + base_; }
+    std::size_t size() const noexcept { return stack_.size() - base_; }
+
+   private:
+    static std::vector<const Tensor<T>*>& thread_stack() {
+      static thread_local std::vector<const Tensor<T>*> stack;
+      return stack;
+    }
+    std::vector<const Tensor<T>*>& stack_;
+    std::size_t base_;
+  };
+
   void require_branches() const {
     FACENET_CHECK(!branches_.empty(), argument_error, "concat: no branches");
   }

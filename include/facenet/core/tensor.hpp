@@ -12,6 +12,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "facenet/core/error.hpp"
@@ -218,15 +219,17 @@ class Tensor {
   std::int64_t capacity_ = 0;
 };
 
-// Throws a shape_error naming `what` unless `t` has exactly shape `expected`.
+// Throws a shape_error naming `what` unless `t` has exactly shape `expected`. `what` is a view and the
+// message is built only on failure, so passing a literal costs no allocation per call.
 template <class T>
-void check_shape(const Tensor<T>& t, const shape& expected, const std::string& what) {
-  FACENET_CHECK(t.shape() == expected, shape_error, what + ": expected shape " + expected.str() + ", got " + t.shape().str());
+void check_shape(const Tensor<T>& t, const shape& expected, std::string_view what) {
+  FACENET_CHECK(t.shape() == expected, shape_error,
+                std::string(what) + ": expected shape " + expected.str() + ", got " + t.shape().str());
 }
 template <class T>
-void check_rank(const Tensor<T>& t, int rank, const std::string& what) {
+void check_rank(const Tensor<T>& t, int rank, std::string_view what) {
   FACENET_CHECK(t.rank() == rank, shape_error,
-                what + ": expected a rank-" + std::to_string(rank) + " tensor, got shape " + t.shape().str());
+                std::string(what) + ": expected a rank-" + std::to_string(rank) + " tensor, got shape " + t.shape().str());
 }
 
 }  // namespace facenet

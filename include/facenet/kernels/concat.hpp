@@ -32,21 +32,22 @@ inline void plane_of(const shape& s, std::int64_t& h, std::int64_t& w) {
 }
 
 // Copies between each part(i) and the channel block it occupies in `whole`: parts -> whole when
-// Gather (concat), whole -> parts otherwise (split). Tasks are (image, part) pairs.
+// Gather (concat), whole -> parts otherwise (split). Tasks are (image, part) pairs; each sums the
+// channel counts before its part (a handful) rather than reading a table built on the heap.
 template <bool Gather, class Elem, class Part>
 void concat_copy(std::int64_t count, Part&& part, Elem* whole, const shape& whole_shape) {
   const std::int64_t N = whole_shape[0], C = whole_shape[1];
   std::int64_t H, W;
   plane_of(whole_shape, H, W);
-  std::vector<std::int64_t> offset(static_cast<std::size_t>(count) + 1, 0);
-  for (std::int64_t i = 0; i < count; ++i) offset[i + 1] = offset[i] + part(i).shape()[1];
   parallel::parallel_for(0, N * count, [&](std::int64_t task) {
     const std::int64_t n = task / count, i = task % count;
+    std::int64_t offset = 0;
+    for (std::int64_t k = 0; k < i; ++k) offset += part(k).shape()[1];
     auto&& p = part(i);
     const std::int64_t ci = p.shape()[1];
     std::int64_t h, w;
     plane_of(p.shape(), h, w);
-    auto* block = whole + (n * C + offset[i]) * H * W;
+    auto* block = whole + (n * C + offset) * H * W;
     auto* mine = p.data() + n * ci * h * w;
     const std::size_t bytes = static_cast<std::size_t>(ci * h * w) * sizeof(*mine);
     const std::int64_t top = (H - h) / 2, left = (W - w) / 2;
@@ -66,21 +67,24 @@ void concat_copy(std::int64_t count, Part&& part, Elem* whole, const shape& whol
   }, rows_per_task(whole_shape.numel() / std::max<std::int64_t>(1, N * count)));
 }
 
-// Output shape of concatenating `shapes` along channels; `centre` allows smaller planes (DepthConcat).
-inline shape concat_shape(const std::vector<shape>& shapes, bool centre, const char* kernel) {
-  FACENET_CHECK(!shapes.empty(), argument_error, std::string(kernel) + ": no inputs");
-  shape out = shapes[0];
+// Output shape of concatenating shape_of(0 .. count-1) along channels; `centre` allows smaller planes
+// (DepthConcat).
+template <class ShapeOf>
+shape concat_shape(std::size_t count, ShapeOf&& shape_of, bool centre, const char* kernel) {
+  FACENET_CHECK(count > 0, argument_error, std::string(kernel) + ": no inputs");
+  const shape first = shape_of(0);
+  shape out = first;
   FACENET_CHECK(out.rank() >= 2 && (!centre || out.rank() == 4), shape_error,
                 std::string(kernel) + ": input 0 must be " + (centre ? "[N,C,H,W]" : "[N,C,...]") + ", got " +
                     out.str());
   out[1] = 0;
-  for (std::size_t i = 0; i < shapes.size(); ++i) {
-    const shape& s = shapes[i];
+  for (std::size_t i = 0; i < count; ++i) {
+    const shape s = shape_of(i);
     bool ok = s.rank() == out.rank() && s[0] == out[0];
     for (int d = 2; ok && d < s.rank(); ++d) ok = centre || s[d] == out[d];
     FACENET_CHECK(ok, shape_error,
                   std::string(kernel) + ": input " + std::to_string(i) + " has shape " + s.str() +
-                      ", incompatible with input 0 " + shapes[0].str() +
+                      ", incompatible with input 0 " + first.str() +
                       (centre ? " (batch and rank must match)" : " (all but dimension 1 must match)"));
     out[1] += s[1];
     for (int d = 2; d < s.rank(); ++d) out[d] = std::max(out[d], s[d]);
@@ -88,24 +92,18 @@ inline shape concat_shape(const std::vector<shape>& shapes, bool centre, const c
   return out;
 }
 
+// inputs[0 .. count-1] -> y. A pointer range, not a vector, so callers can pass stack or reused
+// storage and a call allocates nothing once y has its size.
 template <class T>
-std::vector<shape> shapes_of(const std::vector<const Tensor<T>*>& inputs, const char* kernel) {
-  std::vector<shape> shapes;
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
+void concat_forward(const Tensor<T>* const* inputs, std::size_t count, Tensor<T>& y, bool centre, const char* kernel) {
+  for (std::size_t i = 0; i < count; ++i) {
     FACENET_CHECK(inputs[i] != nullptr, argument_error, std::string(kernel) + ": input " + std::to_string(i) + " is null");
     require_contiguous(*inputs[i], kernel, "input");
-    shapes.push_back(inputs[i]->shape());
   }
-  return shapes;
-}
-
-template <class T>
-void concat_forward(const std::vector<const Tensor<T>*>& inputs, Tensor<T>& y, bool centre, const char* kernel) {
-  const shape out = concat_shape(shapes_of(inputs, kernel), centre, kernel);
+  const shape out = concat_shape(count, [&](std::size_t i) { return inputs[i]->shape(); }, centre, kernel);
   y.resize(out);
   concat_copy<true>(
-      static_cast<std::int64_t>(inputs.size()), [&](std::int64_t i) -> const Tensor<T>& { return *inputs[i]; },
-      y.data(), out);
+      static_cast<std::int64_t>(count), [&](std::int64_t i) -> const Tensor<T>& { return *inputs[i]; }, y.data(), out);
 }
 
 template <class T>
@@ -115,7 +113,7 @@ void concat_backward(const Tensor<T>& dy, const std::vector<shape>& shapes, cons
   FACENET_CHECK(dxs.size() == shapes.size(), argument_error,
                 std::string(kernel) + ": " + std::to_string(shapes.size()) + " input shapes but " +
                     std::to_string(dxs.size()) + " gradient outputs");
-  const shape out = concat_shape(shapes, centre, kernel);
+  const shape out = concat_shape(shapes.size(), [&](std::size_t i) { return shapes[i]; }, centre, kernel);
   FACENET_CHECK(dy.shape() == out, shape_error,
                 std::string(kernel) + ": dy has shape " + dy.shape().str() + " but the inputs concatenate to " +
                     out.str());
@@ -132,7 +130,11 @@ void concat_backward(const Tensor<T>& dy, const std::vector<shape>& shapes, cons
 // y = cat(inputs, dim=1); all dimensions but 1 must match.
 template <class T>
 void concat_channels(const std::vector<const Tensor<T>*>& inputs, Tensor<T>& y) {
-  detail::concat_forward(inputs, y, false, "concat_channels");
+  detail::concat_forward(inputs.data(), inputs.size(), y, false, "concat_channels");
+}
+template <class T>
+void concat_channels(const Tensor<T>* const* inputs, std::size_t count, Tensor<T>& y) {
+  detail::concat_forward(inputs, count, y, false, "concat_channels");
 }
 
 // The adjoint of concat_channels: dxs[i] gets its `channels[i]` channels of dy.
@@ -154,7 +156,11 @@ void split_channels(const Tensor<T>& dy, const std::vector<std::int64_t>& channe
 // are centred with floor((H - h) / 2) leading zero rows and floor((W - w) / 2) leading zero columns.
 template <class T>
 void depth_concat_forward(const std::vector<const Tensor<T>*>& inputs, Tensor<T>& y) {
-  detail::concat_forward(inputs, y, true, "depth_concat_forward");
+  detail::concat_forward(inputs.data(), inputs.size(), y, true, "depth_concat_forward");
+}
+template <class T>
+void depth_concat_forward(const Tensor<T>* const* inputs, std::size_t count, Tensor<T>& y) {
+  detail::concat_forward(inputs, count, y, true, "depth_concat_forward");
 }
 
 // dxs[i] (resized to input_shapes[i]) = the window of dy that input i occupied.

@@ -120,9 +120,48 @@ void flat_map2(T* y, const T* a, const T* b, std::int64_t n, F&& f) {
   parallel_chunks(n, [&](std::int64_t s, std::int64_t e) { simd_map2(y + s, a + s, b + s, e - s, f); });
 }
 
+// Per-thread scratch of parallel_tasks, grown to the largest request and kept, so steady-state
+// calls (inference after warm-up) do not allocate. `busy` marks it lent out: a parallel_tasks nested
+// inside a task on the same thread gets a buffer of its own instead of sharing it.
+template <class T>
+class task_scratch {
+ public:
+  explicit task_scratch(std::int64_t size) : own_(slot()) {
+    const auto n = static_cast<std::size_t>(size);
+    if (own_.busy) {
+      nested_.resize(n);
+      data_ = nested_.data();
+      return;
+    }
+    if (own_.buffer.size() < n) own_.buffer.resize(n);
+    own_.busy = lent_ = true;
+    data_ = own_.buffer.data();
+  }
+  ~task_scratch() {
+    if (lent_) own_.busy = false;
+  }
+  task_scratch(const task_scratch&) = delete;
+  task_scratch& operator=(const task_scratch&) = delete;
+  T* data() const noexcept { return data_; }
+
+ private:
+  struct thread_buffer {
+    std::vector<T> buffer;
+    bool busy = false;
+  };
+  static thread_buffer& slot() {
+    static thread_local thread_buffer b;
+    return b;
+  }
+  thread_buffer& own_;
+  std::vector<T> nested_;
+  T* data_ = nullptr;
+  bool lent_ = false;
+};
+
 // Runs f(task, scratch) for task in [0, count), split over the threads by contiguous ranges; each
-// thread owns `scratch_size` elements of T scratch allocated once. `work_per_task` (elements
-// touched) decides how many threads are worth using.
+// thread gets `scratch_size` elements of uninitialised T scratch (task_scratch). `work_per_task`
+// (elements touched) decides how many threads are worth using.
 template <class T, class F>
 void parallel_tasks(std::int64_t count, std::int64_t work_per_task, std::int64_t scratch_size, F&& f) {
   if (count <= 0) return;
@@ -133,7 +172,7 @@ void parallel_tasks(std::int64_t count, std::int64_t work_per_task, std::int64_t
         std::int64_t first, last;
         parallel::split_range(count, nt, t, first, last);
         if (first == last) return;
-        std::vector<T> scratch(static_cast<std::size_t>(scratch_size));
+        const task_scratch<T> scratch(scratch_size);
         for (std::int64_t i = first; i < last; ++i) f(i, scratch.data());
       },
       parts);

@@ -47,18 +47,18 @@ inline std::int64_t pool2d_output_size(std::int64_t in, std::int64_t kernel, std
 
 namespace detail {
 
-inline void check_pool_params(const pool2d_params& p, const char* kernel) {
-  const std::string k(kernel);
+// Messages are built only on failure (FACENET_CHECK), so a valid call does not touch the heap.
+inline void check_pool_params(const pool2d_params& p, const char* k) {
   FACENET_CHECK(p.kernel_h >= 1 && p.kernel_w >= 1, argument_error,
-                k + ": kernel must be >= 1, got " + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w));
+                std::string(k) + ": kernel must be >= 1, got " + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w));
   FACENET_CHECK(p.stride_h >= 1 && p.stride_w >= 1, argument_error,
-                k + ": stride must be >= 1, got " + std::to_string(p.stride_h) + "x" + std::to_string(p.stride_w));
+                std::string(k) + ": stride must be >= 1, got " + std::to_string(p.stride_h) + "x" + std::to_string(p.stride_w));
   // Padding smaller than the window keeps every window overlapping the input.
   FACENET_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0 &&
                     p.pad_top < p.kernel_h && p.pad_bottom < p.kernel_h && p.pad_left < p.kernel_w &&
                     p.pad_right < p.kernel_w,
                 argument_error,
-                k + ": padding (top " + std::to_string(p.pad_top) + ", bottom " + std::to_string(p.pad_bottom) +
+                std::string(k) + ": padding (top " + std::to_string(p.pad_top) + ", bottom " + std::to_string(p.pad_bottom) +
                     ", left " + std::to_string(p.pad_left) + ", right " + std::to_string(p.pad_right) +
                     ") must be >= 0 and smaller than the kernel " + std::to_string(p.kernel_h) + "x" +
                     std::to_string(p.kernel_w));
@@ -81,21 +81,15 @@ inline shape pool2d_output_shape(const shape& x, const pool2d_params& p, const c
 namespace detail {
 
 // Per output index along one axis: the window clipped to the input, and its length counting
-// padding (clipped to input + padding, as PyTorch's avg_pool2d divisor does).
+// padding (clipped to input + padding, as PyTorch's avg_pool2d divisor does). Computed on demand,
+// not tabulated, so a call builds no tables on the heap.
 struct pool_axis {
-  std::vector<std::int64_t> begin, end, padded;
-  pool_axis(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride, std::int64_t pad_before,
-            std::int64_t pad_after)
-      : begin(out), end(out), padded(out) {
-    for (std::int64_t o = 0; o < out; ++o) {
-      const std::int64_t s = o * stride - pad_before;
-      const std::int64_t e = std::min(s + kernel, in + pad_after);
-      padded[o] = e - s;
-      begin[o] = std::max<std::int64_t>(s, 0);
-      end[o] = std::min(e, in);
-    }
-  }
-  std::int64_t size(std::int64_t o) const { return end[o] - begin[o]; }
+  std::int64_t in, kernel, stride, pad_before, pad_after;
+  std::int64_t start(std::int64_t o) const noexcept { return o * stride - pad_before; }
+  std::int64_t begin(std::int64_t o) const noexcept { return std::max<std::int64_t>(start(o), 0); }
+  std::int64_t end(std::int64_t o) const noexcept { return std::min(start(o) + kernel, in); }
+  std::int64_t padded(std::int64_t o) const noexcept { return std::min(start(o) + kernel, in + pad_after) - start(o); }
+  std::int64_t size(std::int64_t o) const noexcept { return end(o) - begin(o); }
 };
 
 struct pool_geometry {
@@ -107,11 +101,11 @@ struct pool_geometry {
         W(x[3]),
         OH(y[2]),
         OW(y[3]),
-        rows(H, OH, p.kernel_h, p.stride_h, p.pad_top, p.pad_bottom),
-        cols(W, OW, p.kernel_w, p.stride_w, p.pad_left, p.pad_right) {}
+        rows{H, p.kernel_h, p.stride_h, p.pad_top, p.pad_bottom},
+        cols{W, p.kernel_w, p.stride_w, p.pad_left, p.pad_right} {}
   // Average-pooling divisor of output (i, j), exactly PyTorch's.
   std::int64_t divisor(std::int64_t i, std::int64_t j, bool include_pad) const {
-    return include_pad ? rows.padded[i] * cols.padded[j] : rows.size(i) * cols.size(j);
+    return include_pad ? rows.padded(i) * cols.padded(j) : rows.size(i) * cols.size(j);
   }
 };
 
@@ -145,13 +139,13 @@ struct max_op {
 template <class T, class V, class Op>
 void window_reduce(const pool_geometry& g, const T* x, T* out, T* col, V&& v, Op op) {
   for (std::int64_t i = 0; i < g.OH; ++i) {
-    const std::int64_t r0 = g.rows.begin[i], r1 = g.rows.end[i];
+    const std::int64_t r0 = g.rows.begin(i), r1 = g.rows.end(i);
     simd_map(col, x + r0 * g.W, g.W, v);
     for (std::int64_t r = r0 + 1; r < r1; ++r)
       simd_map2(col, col, x + r * g.W, g.W, [&](auto acc, auto u) { return op(acc, v(u)); });
     for (std::int64_t j = 0; j < g.OW; ++j) {
-      T s = col[g.cols.begin[j]];
-      for (std::int64_t c = g.cols.begin[j] + 1; c < g.cols.end[j]; ++c) s = op(s, col[c]);
+      T s = col[g.cols.begin(j)];
+      for (std::int64_t c = g.cols.begin(j) + 1; c < g.cols.end(j); ++c) s = op(s, col[c]);
       out[i * g.OW + j] = s;
     }
   }
@@ -164,8 +158,8 @@ void spread_windows(const pool_geometry& g, const T* coef, T* dx, T* rowbuf) {
   for (std::int64_t i = 0; i < g.OH; ++i) {
     std::fill(rowbuf, rowbuf + g.W, T(0));
     for (std::int64_t j = 0; j < g.OW; ++j)
-      for (std::int64_t c = g.cols.begin[j]; c < g.cols.end[j]; ++c) rowbuf[c] += coef[i * g.OW + j];
-    for (std::int64_t r = g.rows.begin[i]; r < g.rows.end[i]; ++r)
+      for (std::int64_t c = g.cols.begin(j); c < g.cols.end(j); ++c) rowbuf[c] += coef[i * g.OW + j];
+    for (std::int64_t r = g.rows.begin(i); r < g.rows.end(i); ++r)
       simd_map2(dx + r * g.W, dx + r * g.W, rowbuf, g.W, [](auto a, auto b) { return a + b; });
   }
 }
@@ -198,10 +192,10 @@ void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
     std::int32_t* ip = indices.data() + plane * g.OH * g.OW;
     for (std::int64_t i = 0; i < g.OH; ++i)
       for (std::int64_t j = 0; j < g.OW; ++j) {
-        std::int64_t best = g.rows.begin[i] * g.W + g.cols.begin[j];
+        std::int64_t best = g.rows.begin(i) * g.W + g.cols.begin(j);
         T m = -std::numeric_limits<T>::infinity();
-        for (std::int64_t r = g.rows.begin[i]; r < g.rows.end[i]; ++r)
-          for (std::int64_t c = g.cols.begin[j]; c < g.cols.end[j]; ++c) {
+        for (std::int64_t r = g.rows.begin(i); r < g.rows.end(i); ++r)
+          for (std::int64_t c = g.cols.begin(j); c < g.cols.end(j); ++c) {
             const T v = xp[r * g.W + c];
             if (v > m || std::isnan(v)) {
               m = v;
@@ -350,7 +344,7 @@ void l2_pool2d_backward(const Tensor<T>& dy, const Tensor<T>& x, const Tensor<T>
 template <class T>
 void global_avg_pool_forward(const Tensor<T>& x, Tensor<T>& y) {
   const char* k = "global_avg_pool_forward";
-  check_rank(x, 4, k);
+  FACENET_CHECK(x.rank() == 4, shape_error, std::string(k) + ": x must be [N,C,H,W], got " + x.shape().str());
   detail::require_contiguous(x, k, "x");
   FACENET_CHECK(x.h() * x.w() > 0, shape_error, std::string(k) + ": empty plane in " + x.shape().str());
   const std::int64_t hw = x.h() * x.w();

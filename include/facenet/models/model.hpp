@@ -169,7 +169,7 @@ class model {
 template <class T>
 class embedder {
  public:
-  explicit embedder(model<T>& source) : model_(source.make_like()) {
+  explicit embedder(model<T>& source) : model_(source.make_like()), info_(model_->info()) {
     model_->copy_parameters_from(source);
     model_->root().prepare_inference();
   }
@@ -186,7 +186,7 @@ class embedder {
     return y;
   }
 
-  model_info info() const { return model_->info(); }
+  const model_info& info() const noexcept { return info_; }
 
  private:
   // A workspace borrowed from the pool for one call, returned even when the call throws.
@@ -204,7 +204,7 @@ class embedder {
   };
 
   void check_input(const Tensor<T>& x) const {
-    const model_info i = model_->info();
+    const model_info& i = info_;  // cached: info() builds a string that may not fit in SSO
     FACENET_CHECK(x.rank() == 4 && x.size(0) > 0 && x.size(1) == 3 && x.size(2) == i.input_size &&
                       x.size(3) == i.input_size && x.is_contiguous(),
                   shape_error,
@@ -224,6 +224,7 @@ class embedder {
   }
 
   std::unique_ptr<model<T>> model_;
+  model_info info_;
   mutable std::mutex mutex_;
   mutable std::vector<std::unique_ptr<layers::workspace<T>>> pool_;
 };
