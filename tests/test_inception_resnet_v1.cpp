@@ -3,32 +3,12 @@
 // the logits head, dropout, and a thread-safe, allocation-free embedder.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <iostream>
-#include <new>
 #include <thread>
 
-#include "facenet/models/inception_resnet_v1.hpp"
+#include "allocation_counting.hpp"
 #include "facenet/io/convert.hpp"
+#include "facenet/models/inception_resnet_v1.hpp"
 #include "model_testing.hpp"
-
-// Counts heap allocations so the test can prove steady-state inference allocates no buffers. Small
-// blocks (< 4 KiB) are counted apart: kernels build a few shape vectors per call, which cost
-// nanoseconds; activation-sized buffers are what must never be reallocated.
-static std::atomic<long> allocations{0}, small_allocations{0};
-void* operator new(std::size_t n) {
-  ++(n < 4096 ? small_allocations : allocations);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-// GCC 12 pairs the inlined builtin operator new with these frees and warns falsely
-// (-Wmismatched-new-delete); the replacement new above is malloc-based, so free is right.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 using namespace facenet;
 
@@ -69,23 +49,35 @@ TEST(InceptionResnetV1, EvalParityWithPyTorch) {
   facenet::testing::expect_eval_parity(m, f, 1e-4);
 }
 
-// The acceptance bound (relative error <= 1e-3) computed in double, where nothing but the
-// reference's float32 storage limits agreement.
+// Gradients are judged norm-wise against the float64 reference (model_testing.hpp: normwise_error_of).
+// In double everything but the reference's float32 storage is exact: <= 1e-6.
 TEST(InceptionResnetV1, TrainParityWithPyTorchInDouble) {
   FACENET_REQUIRE_MODEL_FIXTURES(dir);
   const auto f = facenet::testing::load_parity_fixture(dir, "inception_resnet_v1");
   models::inception_resnet_v1<double> m(models::inception_resnet_v1_options{0, 0.0});
-  facenet::testing::expect_train_parity(m, f, 1e-5, 1e-3, 0.0);
+  facenet::testing::train_bounds b;
+  b.out = 1e-5;
+  b.grad = 1e-6;
+  facenet::testing::expect_train_parity(m, f, b);
 }
 
-// float32: outputs to 1e-4, the input gradient to max(1e-3, 10x PyTorch's own float32 error);
-// parameter gradients only for gross errors (<= 0.2 relative): in float32 a few of ours deviate up to
-// ~0.12 where PyTorch's deviate ~0.015 (suspected: cancellation in the BN backward's x-form).
+// float32. The gradients reached from the loss without crossing a ReLU or max-pool decision match to
+// 1e-4 (measured ~1e-5, as PyTorch's float32). The others sit in the band PyTorch's own float32 run
+// does (fixture: torch_f32_*_error): a float32 forward puts a few ReLU inputs within ~1e-5 of 0 on the
+// other side, and through the batch statistics each flip moves every gradient upstream of it by up to
+// ~1e-2 - which ReLUs flip differs between implementations, so only the band is comparable, not the
+// tensor. 1e-3 norm-wise holds for neither implementation on this fixture.
 TEST(InceptionResnetV1, TrainParityWithPyTorchInFloat) {
   FACENET_REQUIRE_MODEL_FIXTURES(dir);
   const auto f = facenet::testing::load_parity_fixture(dir, "inception_resnet_v1");
   models::inception_resnet_v1<float> m(models::inception_resnet_v1_options{0, 0.0});
-  facenet::testing::expect_train_parity(m, f, 1e-4, 1e-3, 10.0, 0.2);
+  facenet::testing::train_bounds b;
+  b.out = 1e-4;
+  b.grad = 1e-3;
+  b.torch_band = 4.0;
+  b.kink_free = {"last_linear.weight", "last_bn.weight", "last_bn.bias"};
+  b.kink_free_grad = 1e-4;
+  facenet::testing::expect_train_parity(m, f, b);
 }
 
 TEST(InceptionResnetV1, LogitsHeadParityWithPyTorch) {
@@ -97,7 +89,7 @@ TEST(InceptionResnetV1, LogitsHeadParityWithPyTorch) {
   m.load(f.weights);
   models::embedder<float> e(m);
   const Tensor<float> y = e.embed(f.io.at("input"));
-  EXPECT_LE(facenet::testing::gradient_error(y, f.io.at("eval_out"), 1.0), 1e-5);
+  EXPECT_LE(facenet::testing::relative_max_error(y, f.io.at("eval_out"), 1.0), 1e-5);
 }
 
 TEST(InceptionResnetV1, EmbedderIsThreadSafeAndAllocationFreeAfterWarmUp) {
@@ -108,15 +100,10 @@ TEST(InceptionResnetV1, EmbedderIsThreadSafeAndAllocationFreeAfterWarmUp) {
   models::embedder<float> e(m);
   const Tensor<float> a = facenet::testing::random_tensor<float>(shape{1, 3, 160, 160}, 4);
   const Tensor<float> b = facenet::testing::random_tensor<float>(shape{2, 3, 160, 160}, 5);
+  facenet::testing::expect_embed_allocation_free(e, a, b);
   Tensor<float> ya, yb;
-  e.embed(b, yb);  // warm up at the larger batch; the smaller one must then not allocate either
-  e.embed(a, ya);
-  const long before = allocations.load(), small_before = small_allocations.load();
   e.embed(a, ya);
   e.embed(b, yb);
-  EXPECT_EQ(allocations.load() - before, 0) << "buffer allocations in steady-state embed()";
-  std::cout << "[ INFO     ] small (< 4 KiB) allocations in two steady-state embed() calls: "
-            << small_allocations.load() - small_before << "\n";
   Tensor<float> ra, rb;
   std::thread t1([&] { e.embed(a, ra); });
   std::thread t2([&] { e.embed(b, rb); });

@@ -1,12 +1,13 @@
 // NN4-small2 (released nn4.small2.v1 graph): parameter count and names, load checks, PyTorch parity
 // (eval batch 1/8, embedder, train-mode forward, gradients), the real OpenFace tensor list in
-// ../shared, and a thread-safe, batch-consistent embedder.
+// ../shared, and a thread-safe, batch-consistent, allocation-free embedder.
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <set>
 #include <thread>
 
+#include "allocation_counting.hpp"
 #include "facenet/models/nn4_small2.hpp"
 #include "model_testing.hpp"
 
@@ -71,27 +72,47 @@ TEST(NN4Small2, EvalParityWithPyTorch) {
   facenet::testing::expect_eval_parity(m, f, 1e-4);
 }
 
-// The acceptance bound (relative error <= 1e-3) computed in double, where nothing but the
-// reference's float32 storage limits agreement.
+// Gradients are judged norm-wise against the float64 reference (model_testing.hpp: normwise_error_of).
+// In double everything but the reference's float32 storage is exact: <= 1e-6.
 TEST(NN4Small2, TrainParityWithPyTorchInDouble) {
   FACENET_REQUIRE_MODEL_FIXTURES(dir);
   const auto f = facenet::testing::load_parity_fixture(dir, "nn4_small2");
   models::nn4_small2<double> m;
-  facenet::testing::expect_train_parity(m, f, 1e-5, 1e-3, 0.0);
+  facenet::testing::train_bounds b;
+  b.out = 1e-5;
+  b.grad = 1e-6;
+  facenet::testing::expect_train_parity(m, f, b);
 }
 
-// float32: outputs to 1e-4, the input gradient to max(1e-3, 10x PyTorch's own float32 error);
-// parameter gradients only for gross errors (<= 0.2 relative): in float32 a few of ours deviate up to
-// ~0.12 where PyTorch's deviate ~0.015 (suspected: cancellation in the BN backward's x-form).
+// float32. The gradients reached from the loss without crossing a ReLU or max-pool decision match to
+// 1e-4 (measured ~1e-5, as PyTorch's float32). The others sit in the band PyTorch's own float32 run
+// does (fixture: torch_f32_*_error): a float32 forward puts a few ReLU inputs within ~1e-5 of 0 on the
+// other side, and through the batch statistics each flip moves every gradient upstream of it by up to
+// ~1e-2 - which ReLUs flip differs between implementations, so only the band is comparable, not the
+// tensor. 1e-3 norm-wise holds for neither implementation on this fixture.
 TEST(NN4Small2, TrainParityWithPyTorchInFloat) {
   FACENET_REQUIRE_MODEL_FIXTURES(dir);
   const auto f = facenet::testing::load_parity_fixture(dir, "nn4_small2");
   models::nn4_small2<float> m;
-  facenet::testing::expect_train_parity(m, f, 1e-4, 1e-3, 10.0, 0.2);
+  facenet::testing::train_bounds b;
+  b.out = 1e-4;
+  b.grad = 1e-3;
+  b.torch_band = 4.0;
+  b.kink_free = {"dense.weight", "dense.bias"};
+  b.kink_free_grad = 1e-4;
+  facenet::testing::expect_train_parity(m, f, b);
 }
 
-// (Allocation-free steady state is checked on Inception-ResNet-v1: the LRN kernel NN4 uses takes its
-// scratch from the heap on every call.)
+// LRN, max / L2 / average pooling and DepthConcat included: no heap allocation per embed() call
+// after warm-up, at batch 1 and batch 4.
+TEST(NN4Small2, EmbedderIsAllocationFreeAfterWarmUp) {
+  models::nn4_small2<float> m;
+  randomize(m, 6);
+  const models::embedder<float> e(m);
+  facenet::testing::expect_embed_allocation_free(e, facenet::testing::random_tensor<float>(shape{1, 3, 96, 96}, 7),
+                                                 facenet::testing::random_tensor<float>(shape{4, 3, 96, 96}, 8));
+}
+
 TEST(NN4Small2, EmbedderIsThreadSafeAndBatchConsistent) {
   models::nn4_small2<float> m;
   randomize(m, 1);
