@@ -477,6 +477,12 @@ def profile_path(args, case):
     return os.path.join(args.work, f"profile_{case['arch']}_b{case['batch']}{'_train' if case['train'] else ''}.txt")
 
 
+def write_report(text, path):
+    if path:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+
+
 def profile_summary(path):
     """Each pass's headline, hottest layers and time per kind (the full tree stays in the file)."""
     out, keep = [], False
@@ -496,8 +502,11 @@ def profile_summary(path):
 
 
 def peak_gflops(bench_peak, threads):
-    out = run([bench_peak, f"--benchmark_filter=bm_measured_peak/{threads}/", "--benchmark_format=json"], quiet=True)
-    return float(json.loads(out)["benchmarks"][0]["peak_GFLOPs"])
+    """The measured FMA peak, and whether bench_peak found the machine oversubscribed (then every
+    '% of peak' is meaningless and the report says so)."""
+    p = subprocess.run([bench_peak, f"--benchmark_filter=bm_measured_peak/{threads}/", "--benchmark_format=json"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
+    return float(json.loads(p.stdout)["benchmarks"][0]["peak_GFLOPs"]), "oversubscribed" in p.stderr
 
 
 def load_average():
@@ -513,13 +522,14 @@ def anchor_ms(case, key):
 
 
 def fmt_ratio(ours_ms, other_ms):
-    return f"{other_ms / ours_ms:.2f}x" if ours_ms and other_ms else "-"
+    return f"{other_ms / ours_ms:.3g}x" if ours_ms and other_ms else "-"
 
 
 def report(results, peak, args, meta):
     lines = [f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), fp32, {args.threads} threads, "
              f"load average before / after: {meta['load_before']} / {meta['load_after']}; "
-             f"measured FMA peak {peak:.0f} GFLOP/s ({args.threads} threads); "
+             f"measured FMA peak {peak[0]:.0f} GFLOP/s ({args.threads} threads"
+             f"{'; oversubscribed machine: % of peak is not meaningful' if peak[1] else ''}); "
              f"{meta['versions']}; median of {args.rounds * args.per_round} timed runs per contender "
              f"({args.rounds} alternating rounds of {args.per_round} after warm-up).", "",
              "| case | contender (configuration) | ms median | ms min | images/s | GFLOP/s | % of peak | "
@@ -537,7 +547,7 @@ def report(results, peak, args, meta):
             diff = r["diffs"].get(c)
             diff_s = "-" if diff is None else f"{diff:.1e}" + ("" if diff <= TOLERANCE else " FAIL")
             lines.append(f"| {case['title']} | {LABELS[c]} ({r['configs'][c]}) | {med:.2f} | {min(ms):.2f} | "
-                         f"{1000.0 * case['batch'] / med:.1f} | {gf:.1f} | {100.0 * gf / peak:.0f}% | {diff_s} | "
+                         f"{1000.0 * case['batch'] / med:.1f} | {gf:.1f} | {100.0 * gf / peak[0]:.0f}% | {diff_s} | "
                          f"{fmt_ratio(ours, med) if c != 'facenet' else '1'} |")
         for c, err in r["failures"].items():
             lines.append(f"| {case['title']} | {LABELS[c]} | failed: {err[:120]} | | | | | | |")
@@ -589,7 +599,8 @@ def main():
     p.add_argument("--node-modules", required=True, help="node_modules holding onnxruntime-node")
     p.add_argument("--work", default=os.path.expanduser("~/.cache/facenet-compare/work"))
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES) +
+                   ", run in the order given")
     p.add_argument("--quick", action="store_true", help="4 rounds of 5 runs, 1 warm-up run (a loaded machine)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--per-round", type=int, default=5)
@@ -627,7 +638,9 @@ def main():
                       "configs": {c: v.config for c, v in contenders.items()}}
         for c in contenders.values():
             c.close()
-    meta["load_after"] = load_average()
+        # The report so far, after every case: a long run stopped early keeps what it measured.
+        meta["load_after"] = load_average()
+        write_report(report(results, peak, args, meta), args.output)
     text = report(results, peak, args, meta)
     if args.profile:
         for k in keys:
@@ -635,9 +648,7 @@ def main():
             print(f"\nfacenet per-layer profile, {CASES[k]['title']} (every layer: {path}):")
             print(profile_summary(path))
     print("\n" + text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
+    write_report(text, args.output)
     bad = [f"{CASES[k]['title']}: {LABELS[c]}" for k, r in results.items() for c, d in r["diffs"].items()
            if not d <= TOLERANCE]
     if bad:
