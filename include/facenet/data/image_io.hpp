@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,12 +37,20 @@ struct image_load_options {
 
 namespace detail {
 
-inline bool is_jpeg(const std::uint8_t* d, std::size_t n) { return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF; }
+// Offset just past the start-of-image marker, or 0 when stb_image would not take the bytes for a
+// JPEG: like stb, fill bytes (FF FF ... D8) are accepted before SOI.
+inline std::size_t jpeg_soi_end(const std::uint8_t* d, std::size_t n) {
+  std::size_t pos = 0;
+  if (n == 0 || d[0] != 0xFF) return 0;
+  while (pos < n && d[pos] == 0xFF) ++pos;
+  return pos < n && d[pos] == 0xD8 ? pos + 1 : 0;
+}
+inline bool is_jpeg(const std::uint8_t* d, std::size_t n) { return jpeg_soi_end(d, n) != 0; }
 
 // True when an EOI marker follows the first SOS marker (markers inside entropy-coded data are
 // byte-stuffed as FF 00, so FF D9 there can only be the end marker).
 inline bool jpeg_has_end_after_scan(const std::uint8_t* d, std::size_t n) {
-  std::size_t pos = 2;
+  std::size_t pos = jpeg_soi_end(d, n);
   while (pos + 4 <= n) {
     if (d[pos] != 0xFF) return false;
     const std::uint8_t m = d[pos + 1];
@@ -64,6 +73,42 @@ inline bool jpeg_has_end_after_scan(const std::uint8_t* d, std::size_t n) {
     pos += 2 + len;
   }
   return false;
+}
+
+// False when a DHT segment stb_image would read declares more than 256 codes in one table. The
+// Debian stb_image (2.27) lacks upstream's later check for that and writes the code lengths and
+// symbols past its 257-entry arrays. The walk follows stb's parsing: segments are skipped by their
+// length, anything else (junk, entropy-coded data, FF 00 stuffing, restart markers) is scanned byte by
+// byte for the next marker, so every DHT stb can reach is checked (and, on damaged files, a few more).
+inline bool jpeg_huffman_tables_fit(const std::uint8_t* d, std::size_t n) {
+  std::size_t pos = jpeg_soi_end(d, n);
+  while (pos < n) {
+    if (d[pos] != 0xFF) {
+      ++pos;
+      continue;
+    }
+    while (pos < n && d[pos] == 0xFF) ++pos;
+    if (pos + 2 >= n) return true;
+    const std::uint8_t m = d[pos++];
+    if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) continue;  // no length field
+    if (m == 0xD9) return true;  // end of image: stb stops here
+    const std::size_t len = (static_cast<std::size_t>(d[pos]) << 8) | d[pos + 1];
+    if (len < 2) return true;  // stb refuses the segment and stops
+    if (m == 0xC4) {
+      // Tables as stb reads them: class/id byte, 16 counts, the symbols; bytes past the end read as 0.
+      const auto at = [&](std::size_t i) -> std::uint32_t { return i < n ? d[i] : 0; };
+      std::size_t t = pos + 2;
+      for (std::int64_t left = static_cast<std::int64_t>(len) - 2; left > 0;) {
+        std::uint32_t codes = 0;
+        for (std::size_t i = 1; i <= 16; ++i) codes += at(t + i);
+        if (codes > 256) return false;
+        t += 17 + codes;
+        left -= 17 + static_cast<std::int64_t>(codes);
+      }
+    }
+    pos += len;
+  }
+  return true;
 }
 
 // libjpeg's jpeg_idct_islow (jidctint.c): 13-bit constants, 2 extra bits between the passes,
@@ -167,6 +212,16 @@ inline stbi_uc* load_jpeg_libjpeg_compatible(const stbi_uc* data, int size, int*
   return pixels;
 }
 
+// Grey, grey + alpha, RGB or RGBA pixels -> RGB: grey is replicated, alpha dropped (stb's own rule).
+inline void expand_to_rgb(const stbi_uc* src, std::size_t count, int channels, std::uint8_t* dst) {
+  for (std::size_t i = 0; i < count; ++i, src += channels, dst += 3) {
+    const bool grey = channels < 3;
+    dst[0] = src[0];
+    dst[1] = src[grey ? 0 : 1];
+    dst[2] = src[grey ? 0 : 2];
+  }
+}
+
 }  // namespace detail
 
 // Decodes an in-memory file. `what` names it in error messages (a path, or "<memory>").
@@ -176,6 +231,10 @@ inline image decode_image(const std::uint8_t* data, std::size_t size, const imag
   FACENET_CHECK(size <= static_cast<std::size_t>(INT32_MAX), unsupported_error, what + ": file larger than 2 GiB");
   const auto* p = reinterpret_cast<const stbi_uc*>(data);
   const int n = static_cast<int>(size);
+  const bool jpeg = detail::is_jpeg(data, size);
+  // Before stbi_info, which already parses the tables in front of the frame header.
+  FACENET_CHECK(!jpeg || detail::jpeg_huffman_tables_fit(data, size), format_error,
+                what + ": corrupt JPEG (a Huffman table declares more than 256 codes)");
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(p, n, &w, &h, &comp))
     throw format_error(what + ": not a decodable image (" + std::string(stbi_failure_reason()) +
@@ -185,19 +244,24 @@ inline image decode_image(const std::uint8_t* data, std::size_t size, const imag
                 unsupported_error,
                 what + ": image is " + std::to_string(w) + "x" + std::to_string(h) + ", over the limit (max side " +
                     std::to_string(opt.max_dimension) + ", max pixels " + std::to_string(opt.max_pixels) + ")");
-  const bool jpeg = detail::is_jpeg(data, size);
   FACENET_CHECK(!jpeg || detail::jpeg_has_end_after_scan(data, size), format_error,
                 what + ": truncated JPEG (no end-of-image marker after the scan data)");
+  // Other formats decode to the file's own channel count and are expanded to RGB here, as stb would:
+  // stb_image 2.27's PNM loader converts 16-bit samples with its 8-bit routine when asked for another
+  // channel count, and the buffer it returns is then read past its end.
   int dw = 0, dh = 0, dc = 0;
   stbi_uc* pixels = jpeg ? detail::load_jpeg_libjpeg_compatible(p, n, &dw, &dh, &dc, 3)
-                         : stbi_load_from_memory(p, n, &dw, &dh, &dc, 3);  // grey / alpha -> RGB
+                         : stbi_load_from_memory(p, n, &dw, &dh, &dc, 0);
   if (!pixels) throw format_error(what + ": decoding failed (" + std::string(stbi_failure_reason()) + ")");
+  const std::unique_ptr<stbi_uc, void (*)(void*)> owned(pixels, stbi_image_free);
+  const int channels = jpeg ? 3 : dc;
+  FACENET_CHECK(channels >= 1 && channels <= 4, format_error, what + ": decoded to " + std::to_string(channels) + " channels");
   image img;
   img.width = dw;
   img.height = dh;
   img.channels = 3;
-  img.pixels.assign(pixels, pixels + static_cast<std::size_t>(dw) * dh * 3);
-  stbi_image_free(pixels);
+  img.pixels.resize(static_cast<std::size_t>(dw) * dh * 3);
+  detail::expand_to_rgb(pixels, static_cast<std::size_t>(dw) * dh, channels, img.pixels.data());
   if (jpeg && opt.apply_exif_orientation) img = apply_exif_orientation(img, jpeg_exif_orientation(data, size));
   return img;
 }

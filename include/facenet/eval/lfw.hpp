@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -74,16 +75,19 @@ inline void read_block(std::istream& in, const std::string& path, int& line_no, 
 
 }  // namespace detail
 
-inline lfw_pairs read_lfw_pairs(const std::string& path, int view1_folds = 10) {
-  std::ifstream in(path);
-  FACENET_CHECK(in.good(), io_error, "cannot open LFW pairs file '" + path + "'");
+// Parses a pairs file from a stream; `path` names it in errors.
+inline lfw_pairs parse_lfw_pairs(std::istream& in, const std::string& path, int view1_folds = 10) {
   std::string header;
   std::getline(in, header);
   std::istringstream h(header);
   std::vector<long> nums;
   for (long v; h >> v;) nums.push_back(v);
-  FACENET_CHECK((nums.size() == 1 || nums.size() == 2) && nums[0] > 0 && (nums.size() == 1 || nums[1] > 0), format_error,
-                path + ":1: expected '<n>' (View 1) or '<folds> <n>' (View 2), got '" + header + "'");
+  // Counts must fit an int: a count that wrapped to zero or below would make the block loops below
+  // read nothing and spin through billions of folds.
+  const auto count_ok = [](long v) { return v > 0 && v <= std::numeric_limits<int>::max(); };
+  FACENET_CHECK((nums.size() == 1 || nums.size() == 2) && count_ok(nums[0]) && (nums.size() == 1 || count_ok(nums[1])),
+                format_error, path + ":1: expected '<n>' (View 1) or '<folds> <n>' (View 2) with counts in [1, 2^31), got '" +
+                                  header + "'");
   lfw_pairs r;
   int line_no = 1;
   if (nums.size() == 2) {
@@ -111,6 +115,12 @@ inline lfw_pairs read_lfw_pairs(const std::string& path, int view1_folds = 10) {
     FACENET_CHECK(rest.find_first_not_of(" \t\r") == std::string::npos, format_error,
                   path + ":" + std::to_string(++line_no) + ": unexpected content after the last pair");
   return r;
+}
+
+inline lfw_pairs read_lfw_pairs(const std::string& path, int view1_folds = 10) {
+  std::ifstream in(path);
+  FACENET_CHECK(in.good(), io_error, "cannot open LFW pairs file '" + path + "'");
+  return parse_lfw_pairs(in, path, view1_folds);
 }
 
 // <dir>/<name>/<name>_<index, 4 digits>.<ext>

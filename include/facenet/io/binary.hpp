@@ -15,6 +15,15 @@
 
 namespace facenet::io {
 
+// Fuzzing builds (tests/fuzz defines this conventional macro) accept bad checksums, as zlib and libpng do there:
+// otherwise almost every mutation of a CRC-protected container dies at the check and the parsing
+// behind it is never exercised. Never defined in a normal build.
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+inline constexpr bool skip_checksums = true;
+#else
+inline constexpr bool skip_checksums = false;
+#endif
+
 // Little-endian loads/stores composed from bytes, so the readers are correct on any host.
 template <class T>
 T load_le(const std::uint8_t* p) noexcept {
@@ -51,6 +60,13 @@ inline std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, const std::st
   FACENET_CHECK(a <= std::numeric_limits<std::uint64_t>::max() - b, format_error,
                 what + ": offset overflows (" + std::to_string(a) + " + " + std::to_string(b) + ")");
   return a + b;
+}
+
+// Element count of a shape read from a file; throws instead of wrapping around.
+inline std::uint64_t shape_numel(const shape& s, const std::string& what) {
+  std::uint64_t n = 1;
+  for (std::int64_t d : s) n = checked_mul(n, static_cast<std::uint64_t>(d), what);
+  return n;
 }
 
 // IEEE binary16 <-> binary32. Conversion to half rounds to nearest even, like numpy and torch.
@@ -246,9 +262,13 @@ inline Tensor<float> decode_tensor(byte_span storage, element_type type, const s
                 what + ": " + std::to_string(strides.size()) + " strides for shape " + s.str());
   const std::uint64_t esize = element_size(type);
   const std::uint64_t capacity = storage.size / esize;
-  std::uint64_t numel = 1;
-  for (int i = 0; i < s.rank(); ++i) numel = checked_mul(numel, static_cast<std::uint64_t>(s[i]), what);
+  const std::uint64_t numel = shape_numel(s, what);
   FACENET_CHECK(offset >= 0, format_error, what + ": negative storage offset " + std::to_string(offset));
+  // Saved weights never repeat storage elements; without this, zero or overlapping strides would let
+  // a few bytes of storage demand an arbitrarily large output allocation.
+  FACENET_CHECK(numel <= capacity, format_error,
+                what + ": shape " + s.str() + " has more elements than its " + std::to_string(capacity) +
+                    "-element storage (broadcast or overlapping views are not supported)");
   std::uint64_t last = static_cast<std::uint64_t>(offset);
   if (numel > 0) {
     for (int i = 0; i < s.rank(); ++i) {

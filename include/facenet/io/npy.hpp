@@ -141,12 +141,6 @@ inline element_type numpy_descr_type(const std::string& descr, const std::string
   return numpy_element_type(descr.substr(1), what);
 }
 
-inline std::uint64_t shape_numel(const shape& s, const std::string& what) {
-  std::uint64_t n = 1;
-  for (std::int64_t d : s) n = checked_mul(n, static_cast<std::uint64_t>(d), what);
-  return n;
-}
-
 }  // namespace detail
 
 // Reads the magic, version and header; leaves the reader at the array data.
@@ -168,7 +162,8 @@ namespace detail {
 
 // An ndarray as numpy pickles it: _reconstruct(ndarray, (0,), b'b') then BUILD with
 // (version, shape, dtype, is_fortran, rawdata). Decoded to float (numeric dtypes only).
-inline named_tensor decode_pickled_ndarray(const pickle_tree& t, std::size_t i, const std::string& name) {
+inline named_tensor decode_pickled_ndarray(const pickle_tree& t, std::size_t i, const std::string& name,
+                                          pickle_walk_budget& budget) {
   const std::string what = t.what() + ": array '" + name + "'";
   const pickle_node& obj = t.expect(i, pickle_kind::object, what);
   FACENET_CHECK(obj.text == "numpy.core.multiarray._reconstruct" || obj.text == "numpy._core.multiarray._reconstruct", format_error,
@@ -193,21 +188,25 @@ inline named_tensor decode_pickled_ndarray(const pickle_tree& t, std::size_t i, 
   const std::uint64_t numel = shape_numel(dims, what);
   FACENET_CHECK(raw.size() == checked_mul(numel, element_size(type), what), format_error,
                 what + ": " + std::to_string(raw.size()) + " data bytes for shape " + dims.str() + " of " + code);
+  budget.charge_output(numel, what);
   const byte_span span{reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size()};
   return {name, decode_tensor(span, type, dims, 0, contiguous_strides(dims, fortran), what), element_type_name(type)};
 }
 
 // Adds every ndarray in a (nested) dict, names joined with '/': {"conv1": {"weights": a}} -> "conv1/weights".
-inline void flatten_pickled_dict(const pickle_tree& t, std::size_t i, const std::string& prefix, tensor_map& out, int depth) {
+inline void flatten_pickled_dict(const pickle_tree& t, std::size_t i, const std::string& prefix, tensor_map& out, int depth,
+                                 pickle_walk_budget& budget) {
   FACENET_CHECK(depth < 8, format_error, t.what() + ": dictionaries nested deeper than 8");
+  budget.charge_visit();
   const pickle_node& d = t.expect(i, pickle_kind::dict, prefix.empty() ? "top-level object" : "'" + prefix + "'");
   for (std::size_t k = 0; k + 1 < d.items.size(); k += 2) {
     const std::string key = t.as_str(d.items[k], "dictionary key");
     const std::string name = prefix.empty() ? key : prefix + "/" + key;
+    budget.charge_visit();  // each entry, leaf or not: a shared dict of arrays would otherwise be decoded over and over
     if (t.node(d.items[k + 1]).kind == pickle_kind::dict) {
-      flatten_pickled_dict(t, d.items[k + 1], name, out, depth + 1);
+      flatten_pickled_dict(t, d.items[k + 1], name, out, depth + 1, budget);
     } else {
-      named_tensor nt = decode_pickled_ndarray(t, d.items[k + 1], name);
+      named_tensor nt = decode_pickled_ndarray(t, d.items[k + 1], name, budget);
       out.add(std::move(nt.name), std::move(nt.value), std::move(nt.source_dtype));
     }
   }
@@ -221,7 +220,7 @@ inline named_tensor parse_npy_array(byte_span bytes, const std::string& what, co
   const npy_header h = read_npy_header(r);
   FACENET_CHECK(h.descr != "|O", format_error, what + ": holds an object array (use load_npy for pickled dicts)");
   const element_type type = detail::numpy_descr_type(h.descr, what);
-  const std::uint64_t need = checked_mul(detail::shape_numel(h.dims, what), element_size(type), what);
+  const std::uint64_t need = checked_mul(shape_numel(h.dims, what), element_size(type), what);
   FACENET_CHECK(r.remaining() == need, format_error,
                 what + ": shape " + h.dims.str() + " of " + h.descr + " needs " + std::to_string(need) + " data bytes, file has " +
                     std::to_string(r.remaining()));
@@ -248,7 +247,8 @@ inline tensor_map parse_npy(byte_span bytes, const std::string& what, const std:
   FACENET_CHECK(arr.state != pickle_node::npos, format_error, what + ": object ndarray without state");
   const auto& st = t.sequence(arr.state, 5, "object ndarray state");
   const auto& objects = t.sequence(st[4], 1, "object ndarray data");
-  detail::flatten_pickled_dict(t, objects[0], "", out, 0);
+  pickle_walk_budget budget(t, bytes.size);
+  detail::flatten_pickled_dict(t, objects[0], "", out, 0, budget);
   return out;
 }
 

@@ -30,11 +30,10 @@ inline std::string file_name(const std::string& param) {
   return param.substr(0, dot) + suffix + ".csv";
 }
 
-// All numbers of a CSV file (separators: commas and whitespace), locale-independent.
-inline std::vector<float> parse_numbers(const std::string& path) {
-  const std::vector<std::uint8_t> raw = read_file_bytes(path);
-  const char* p = reinterpret_cast<const char*>(raw.data());
-  const char* end = p + raw.size();
+// All numbers of CSV text (separators: commas and whitespace), locale-independent; `what` names it in errors.
+inline std::vector<float> parse_numbers(const char* text, std::size_t size, const std::string& what) {
+  const char* p = text;
+  const char* end = text + size;
   std::vector<float> values;
   while (p != end) {
     if (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
@@ -44,17 +43,20 @@ inline std::vector<float> parse_numbers(const std::string& path) {
     const char* start = p + (*p == '+');  // from_chars rejects a leading '+'
     float v = 0;
     const auto r = std::from_chars(start, end, v);
-    if (r.ec == std::errc::result_out_of_range) {
-      throw format_error(path + " at offset " + std::to_string(p - reinterpret_cast<const char*>(raw.data())) +
-                         ": number out of float range");
-    }
+    if (r.ec == std::errc::result_out_of_range)
+      throw format_error(what + " at offset " + std::to_string(p - text) + ": number out of float range");
     if (r.ec != std::errc() || r.ptr == start)
-      throw format_error(path + " at offset " + std::to_string(p - reinterpret_cast<const char*>(raw.data())) +
-                         ": expected a number, found '" + std::string(p, std::min<std::ptrdiff_t>(end - p, 16)) + "'");
+      throw format_error(what + " at offset " + std::to_string(p - text) + ": expected a number, found '" +
+                         std::string(p, std::min<std::ptrdiff_t>(end - p, 16)) + "'");
     values.push_back(v);
     p = r.ptr;
   }
   return values;
+}
+
+inline std::vector<float> parse_numbers(const std::string& path) {
+  const std::vector<std::uint8_t> raw = read_file_bytes(path);
+  return parse_numbers(reinterpret_cast<const char*>(raw.data()), raw.size(), path);
 }
 
 inline Tensor<float> read_tensor(const std::string& path, const facenet::shape& dims) {

@@ -151,6 +151,38 @@ class pickle_tree {
   std::string what_;
 };
 
+// Limits of one walk over the tensors of a pickle. Memo references make a pickle a graph: a few bytes
+// can list one dict or one tensor many times, and nesting such lists makes the number of paths grow
+// exponentially. So each node visited is charged against the node count (which a real file, a tree
+// apart from shared tensors, never exceeds), and each decoded tensor against a multiple of the file
+// size (float32 output widens 1- and 2-byte types and tied weights decode one storage twice, but a
+// hostile file could otherwise decode one storage many thousand times).
+class pickle_walk_budget {
+ public:
+  static constexpr std::uint64_t output_factor = 8;
+
+  pickle_walk_budget(const pickle_tree& t, std::uint64_t file_size)
+      : tree_(t), visits_left_(t.size()), output_left_(output_factor * file_size + (std::uint64_t{64} << 20)) {}
+  void charge_visit() {
+    FACENET_CHECK(visits_left_ > 0, format_error,
+                  tree_.what() + ": the pickle's references reach more values than it holds (" + std::to_string(tree_.size()) +
+                      "); shared or cyclic containers are not a state_dict");
+    --visits_left_;
+  }
+  // Before decoding `numel` elements into a float tensor.
+  void charge_output(std::uint64_t numel, const std::string& what) {
+    FACENET_CHECK(numel <= output_left_ / sizeof(float), format_error,
+                  what + ": decoding " + std::to_string(numel) + " more elements would exceed " +
+                      std::to_string(output_factor) + "x the file size + 64 MiB (a storage referenced over and over?)");
+    output_left_ -= numel * sizeof(float);
+  }
+
+ private:
+  const pickle_tree& tree_;
+  std::size_t visits_left_;
+  std::uint64_t output_left_;
+};
+
 // Reads one pickle starting at the reader's position and leaves the reader just past its STOP.
 class unpickler {
  public:

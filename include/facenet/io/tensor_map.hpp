@@ -20,7 +20,13 @@ struct named_tensor {
 
 class tensor_map {
  public:
+  // Far above any model (Inception-ResNet-v1 with optimizer state has a few thousand tensors); it caps
+  // what a hostile file whose entries cost a few bytes each can make a reader build.
+  static constexpr std::size_t max_tensors = std::size_t{1} << 20;
+
   void add(std::string name, Tensor<float> value, std::string source_dtype = "F32") {
+    FACENET_CHECK(entries_.size() < max_tensors, format_error,
+                  "more than " + std::to_string(max_tensors) + " tensors (adding '" + name + "')");
     FACENET_CHECK(index_.find(name) == index_.end(), format_error, "duplicate tensor name '" + name + "'");
     index_.emplace(name, entries_.size());
     entries_.push_back({std::move(name), std::move(value), std::move(source_dtype)});

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -171,6 +173,15 @@ inline std::string shard_path(const std::string& prefix, std::int64_t shard, std
   return prefix + buf;
 }
 
+// Throws unless [offset, offset + n) lies inside a `size`-byte data shard; checked before any
+// buffer for the tensor is allocated.
+inline void check_data_range(const std::string& shard, const std::string& tensor, std::int64_t offset, std::int64_t n,
+                             std::int64_t size) {
+  FACENET_CHECK(offset >= 0 && n >= 0 && offset <= size && n <= size - offset, format_error,
+                shard + ": tensor '" + tensor + "' at offset " + std::to_string(offset) + " with " + std::to_string(n) +
+                    " bytes lies outside the " + std::to_string(size) + "-byte data file");
+}
+
 // One open data shard; reads byte ranges after checking them against the file size.
 class shard_file {
  public:
@@ -178,11 +189,8 @@ class shard_file {
     FACENET_CHECK(in_, io_error, "cannot open checkpoint data file '" + path_ + "'");
     size_ = static_cast<std::int64_t>(in_.tellg());
   }
-  const std::string& path() const noexcept { return path_; }
   std::vector<std::uint8_t> read(std::int64_t offset, std::int64_t n, const std::string& tensor) {
-    FACENET_CHECK(offset >= 0 && n >= 0 && offset <= size_ && n <= size_ - offset, format_error,
-                  path_ + ": tensor '" + tensor + "' at offset " + std::to_string(offset) + " with " + std::to_string(n) +
-                      " bytes lies outside the " + std::to_string(size_) + "-byte data file");
+    check_data_range(path_, tensor, offset, n, size_);
     std::vector<std::uint8_t> buf(static_cast<std::size_t>(n));
     in_.seekg(offset);
     if (n) in_.read(reinterpret_cast<char*>(buf.data()), n);
@@ -196,29 +204,45 @@ class shard_file {
   std::int64_t size_ = 0;
 };
 
-// Reads the tensors an index names from the data shards, opening each shard on first use.
+// Where tensor bytes come from: `n` bytes at `offset` of shard `shard` (0 <= shard < num_shards).
+// Implementations check the range against the shard's size before allocating.
+using shard_reader = std::function<std::vector<std::uint8_t>(const std::string& tensor, std::int64_t shard,
+                                                             std::int64_t num_shards, std::int64_t offset, std::int64_t n)>;
+
+// The data files "<prefix>.data-NNNNN-of-MMMMM", each opened on first use.
+inline shard_reader shard_files(const std::string& prefix) {
+  auto open = std::make_shared<std::map<std::int64_t, shard_file>>();
+  return [prefix, open](const std::string& tensor, std::int64_t shard, std::int64_t num_shards, std::int64_t offset,
+                        std::int64_t n) {
+    auto it = open->find(shard);
+    if (it == open->end()) it = open->emplace(shard, shard_file(shard_path(prefix, shard, num_shards))).first;
+    return it->second.read(offset, n, tensor);
+  };
+}
+
+// Reads the tensors an index names from the data shards.
 class bundle_data {
  public:
-  bundle_data(std::string prefix, std::string index_path, std::int64_t num_shards)
-      : prefix_(std::move(prefix)), index_path_(std::move(index_path)), shards_(static_cast<std::size_t>(num_shards)) {}
+  bundle_data(std::string index_path, std::int64_t num_shards, shard_reader read_shard)
+      : index_path_(std::move(index_path)), num_shards_(num_shards), read_shard_(std::move(read_shard)) {}
 
   Tensor<float> read(const std::string& name, const bundle_entry& e) {
     FACENET_CHECK(!e.sliced, unsupported_error, index_path_ + ": tensor '" + name + "' is a partitioned (sliced) variable");
-    FACENET_CHECK(e.shard_id >= 0 && e.shard_id < static_cast<std::int64_t>(shards_.size()), format_error,
+    FACENET_CHECK(e.shard_id >= 0 && e.shard_id < num_shards_, format_error,
                   index_path_ + ": tensor '" + name + "' names shard " + std::to_string(e.shard_id) + " of " +
-                      std::to_string(shards_.size()));
+                      std::to_string(num_shards_));
     const std::int64_t numel = checked_numel(e.dims, index_path_, name);
     const std::int64_t bytes = numel * float_dtype_size(e.dtype);
     FACENET_CHECK(bytes == e.size, format_error,
                   index_path_ + ": tensor '" + name + "' of " + float_dtype_name(e.dtype) + " shape " + e.dims.str() +
                       " needs " + std::to_string(bytes) + " bytes but its entry declares " + std::to_string(e.size));
-    shard_file& shard = open(e.shard_id);
-    const std::vector<std::uint8_t> raw = shard.read(e.offset, e.size, name);
+    const std::vector<std::uint8_t> raw = read_shard_(name, e.shard_id, num_shards_, e.offset, e.size);
     if (e.has_crc) {
       const std::uint32_t crc = crc32c_mask(crc32c(raw.data(), raw.size()));
-      FACENET_CHECK(crc == e.crc32c, format_error,
-                    shard.path() + " at offset " + std::to_string(e.offset) + ": tensor '" + name +
-                        "' checksum mismatch (index says " + std::to_string(e.crc32c) + ", data gives " + std::to_string(crc) + ")");
+      FACENET_CHECK(skip_checksums || crc == e.crc32c, format_error,
+                    index_path_ + ": tensor '" + name + "' (shard " + std::to_string(e.shard_id) + ", offset " +
+                        std::to_string(e.offset) + ") checksum mismatch (index says " + std::to_string(e.crc32c) +
+                        ", data gives " + std::to_string(crc) + ")");
     }
     Tensor<float> t = Tensor<float>::uninitialized(e.dims);
     decode_float_elements(e.dtype, raw.data(), numel, t.data());
@@ -226,14 +250,9 @@ class bundle_data {
   }
 
  private:
-  shard_file& open(std::int64_t id) {
-    auto& shard = shards_[static_cast<std::size_t>(id)];
-    if (!shard) shard = std::make_unique<shard_file>(shard_path(prefix_, id, static_cast<std::int64_t>(shards_.size())));
-    return *shard;
-  }
-
-  std::string prefix_, index_path_;
-  std::vector<std::unique_ptr<shard_file>> shards_;
+  std::string index_path_;
+  std::int64_t num_shards_;
+  shard_reader read_shard_;
 };
 
 inline void append_skipped(tensor_map& out, const std::string& name) {
@@ -243,10 +262,10 @@ inline void append_skipped(tensor_map& out, const std::string& name) {
 
 }  // namespace tf
 
-// Reads every floating-point tensor of the checkpoint `prefix` (the path without ".index").
-inline tensor_map read_tf_checkpoint(const std::string& prefix) {
-  const std::string index_path = prefix + ".index";
-  const std::vector<std::uint8_t> index_bytes = read_file_bytes(index_path);
+// Every floating-point tensor of a checkpoint whose .index file is in memory; tensor bytes come
+// from `read_shard`. `index_path` names the index in errors.
+inline tensor_map parse_tf_checkpoint(const std::vector<std::uint8_t>& index_bytes, const std::string& index_path,
+                                      const tf::shard_reader& read_shard) {
   const byte_reader index(index_bytes.data(), index_bytes.size(), index_path);
   const auto entries = sstable::read_all(index);
   FACENET_CHECK(!entries.empty() && entries.front().first.empty(), format_error,
@@ -262,7 +281,7 @@ inline tensor_map read_tf_checkpoint(const std::string& prefix) {
 
   tensor_map out;
   out.metadata["source_format"] = "tf-checkpoint";
-  tf::bundle_data data(prefix, index_path, header.num_shards);
+  tf::bundle_data data(index_path, header.num_shards, read_shard);
   for (std::size_t i = 1; i < entries.size(); ++i) {
     const std::string& name = entries[i].first;
     const tf::bundle_entry e = tf::parse_bundle_entry(message(entries[i].second), name);
@@ -270,6 +289,12 @@ inline tensor_map read_tf_checkpoint(const std::string& prefix) {
     else out.add(name, data.read(name, e), tf::float_dtype_name(e.dtype));
   }
   return out;
+}
+
+// Reads every floating-point tensor of the checkpoint `prefix` (the path without ".index").
+inline tensor_map read_tf_checkpoint(const std::string& prefix) {
+  const std::string index_path = prefix + ".index";
+  return parse_tf_checkpoint(read_file_bytes(index_path), index_path, tf::shard_files(prefix));
 }
 
 }  // namespace facenet::io

@@ -24,10 +24,11 @@ namespace tf {
 inline constexpr std::size_t max_graphdef_bytes = std::size_t{1} << 31;  // protobuf's own 2 GiB limit
 
 // A TensorProto of a float dtype as a tensor; returns false (and leaves `out` alone) for other dtypes.
-// `max_bytes` bounds what a short value list may expand to (a broadcast constant is legitimately
-// larger than its encoding, but not without limit).
+// `expand_budget` is what short value lists may still expand to, over the whole graph (a broadcast
+// constant is legitimately larger than its encoding, but many of them must not add up without limit);
+// each such constant's bytes are taken from it before the tensor is allocated.
 inline bool parse_tensor_proto(pb::message_reader m, const std::string& name, Tensor<float>& out, std::string& dtype_name,
-                               std::uint64_t max_bytes) {
+                               std::uint64_t& expand_budget) {
   std::uint64_t dt = 0;
   facenet::shape dims;
   byte_reader content(nullptr, 0, m.source());
@@ -55,9 +56,14 @@ inline bool parse_tensor_proto(pb::message_reader m, const std::string& name, Te
   if (has_content && content.size() != bytes)
     content.fail("tensor_content of '" + name + "' (" + float_dtype_name(dt) + " " + dims.str() + ") has " +
                  std::to_string(content.size()) + " bytes, expected " + std::to_string(bytes));
-  if (!has_content && static_cast<std::uint64_t>(numel) * 4 > max_bytes)
-    throw format_error(m.source() + ": constant '" + name + "' of shape " + dims.str() + " expands to " +
-                       std::to_string(numel * 4) + " bytes, beyond the limit of " + std::to_string(max_bytes));
+  if (!has_content) {
+    const std::uint64_t expanded = static_cast<std::uint64_t>(numel) * 4;
+    if (expanded > expand_budget)
+      throw format_error(m.source() + ": constant '" + name + "' of shape " + dims.str() + " expands to " +
+                         std::to_string(expanded) + " bytes, beyond the limit of " + std::to_string(expand_budget) +
+                         " bytes left for expanded constants");
+    expand_budget -= expanded;
+  }
   Tensor<float> t = Tensor<float>::uninitialized(dims);
   if (has_content) {
     decode_float_elements(dt, content.bytes(bytes), numel, t.data());
@@ -83,7 +89,7 @@ inline bool parse_tensor_proto(pb::message_reader m, const std::string& name, Te
 }
 
 // The TensorProto in attr "value" of a NodeDef if its op is "Const".
-inline void read_const_node(pb::message_reader node, tensor_map& out, std::uint64_t max_bytes) {
+inline void read_const_node(pb::message_reader node, tensor_map& out, std::uint64_t& expand_budget) {
   std::string name, op;
   std::vector<pb::field> attrs;
   pb::field f;
@@ -110,7 +116,7 @@ inline void read_const_node(pb::message_reader node, tensor_map& out, std::uint6
       if (v.number != 8) continue;
       Tensor<float> t;
       std::string dtype_name;
-      if (parse_tensor_proto(value.nested(v), name, t, dtype_name, max_bytes)) out.add(name, std::move(t), dtype_name);
+      if (parse_tensor_proto(value.nested(v), name, t, dtype_name, expand_budget)) out.add(name, std::move(t), dtype_name);
       else append_skipped(out, name);
     }
   }
@@ -124,13 +130,13 @@ inline tensor_map parse_tf_graphdef(const std::vector<std::uint8_t>& bytes, cons
   pb::message_reader graph(byte_reader(bytes.data(), bytes.size(), path));
   tensor_map out;
   out.metadata["source_format"] = "tf-frozen";
-  // Constants given by a short value list may expand beyond the file, up to 64 MiB more.
-  const std::uint64_t max_bytes = bytes.size() + (std::uint64_t{64} << 20);
+  // Constants given by short value lists may together expand beyond the file by up to 64 MiB.
+  std::uint64_t expand_budget = bytes.size() + (std::uint64_t{64} << 20);
   std::size_t nodes = 0;
   pb::field f;
   while (graph.next(f)) {
     if (f.number != 1) continue;  // versions, library: nothing to load
-    tf::read_const_node(graph.nested(f), out, max_bytes);
+    tf::read_const_node(graph.nested(f), out, expand_budget);
     ++nodes;
   }
   FACENET_CHECK(nodes > 0, format_error, path + ": no NodeDef found; not a TensorFlow GraphDef");

@@ -78,6 +78,7 @@ class file {
   }
 
   const value& root() const { return values_[root_]; }
+  std::size_t size() const noexcept { return values_.size(); }
   const value& at(std::size_t slot) const { return values_.at(slot); }
   const std::string& source() const { return source_; }
 
@@ -330,10 +331,22 @@ struct module_params {
   double eps = 1e-5;
 };
 
+// Charges a visit of `v` (and the scan of its field table) against `budget`. Back-references let a
+// small file list one module many times or in a cycle, so an unbounded walk could take exponential
+// time; a real container visits each module once, costing at most the number of values in the file.
+inline void charge_visit(const file& f, const value& v, std::size_t& budget) {
+  const value& t = v.k == kind::object ? f.at(v.fields) : v;
+  const std::size_t cost = 1 + (t.k == kind::table ? t.items.size() : 0);
+  FACENET_CHECK(cost <= budget, format_error,
+                f.source() + ": module containers reach more objects than the file holds (shared or cyclic modules)");
+  budget -= cost;
+}
+
 inline void collect_modules(const file& f, const value& v, const std::string& path, std::vector<module_params>& out,
-                            int depth) {
+                            int depth, std::size_t& budget) {
   FACENET_CHECK(depth <= max_depth, format_error, f.source() + ": module containers nested deeper than " + std::to_string(max_depth));
   if (v.k != kind::object) return;
+  charge_visit(f, v, budget);
   module_params m{path, v.text, {}, 1e-5};
   for (const char* name : {"weight", "bias", "running_mean", "running_var", "running_std"}) {
     const std::size_t slot = f.field(v, name);
@@ -345,10 +358,11 @@ inline void collect_modules(const file& f, const value& v, const std::string& pa
   if (const std::size_t eps = f.field(v, "eps"); eps && f.at(eps).k == kind::number) m.eps = f.at(eps).number;
   if (!m.tensors.empty()) out.push_back(std::move(m));
   if (const std::size_t children = f.field(v, "modules")) {
+    charge_visit(f, f.at(children), budget);
     const auto items = f.array_items(f.at(children));
     for (std::size_t i = 0; i < items.size(); ++i)
       collect_modules(f, f.at(items[i]), path.empty() ? std::to_string(i + 1) : path + "." + std::to_string(i + 1), out,
-                      depth + 1);
+                      depth + 1, budget);
   }
 }
 
@@ -359,7 +373,8 @@ inline bool contains(const std::string& s, const char* part) { return s.find(par
 // Parametrized modules of a serialized nn container, depth-first in `modules` order.
 inline std::vector<t7::module_params> torch7_modules(const t7::file& f) {
   std::vector<t7::module_params> out;
-  t7::collect_modules(f, f.root(), "", out, 0);
+  std::size_t budget = f.size();
+  t7::collect_modules(f, f.root(), "", out, 0, budget);
   return out;
 }
 inline std::vector<t7::module_params> read_torch7_modules(const std::string& path) { return torch7_modules(t7::file(path)); }

@@ -54,14 +54,15 @@ inline bool is_tensor_call(const pickle_tree& t, std::size_t i) {
          (n.text == "torch._utils._rebuild_tensor_v2" || n.text == "torch._utils._rebuild_parameter");
 }
 
-inline named_tensor rebuild_tensor(const pickle_tree& t, std::size_t i, const std::string& name, const storage_resolver& resolve) {
+inline named_tensor rebuild_tensor(const pickle_tree& t, std::size_t i, const std::string& name, const storage_resolver& resolve,
+                                   pickle_walk_budget& budget) {
   const std::string what = t.what() + ": tensor '" + name + "'";
   const pickle_node& call = t.node(i);
   const auto& args = t.sequence(call.items[0], what + " arguments");
   if (call.text == "torch._utils._rebuild_parameter") {
     FACENET_CHECK(!args.empty() && is_tensor_call(t, args[0]) && t.node(args[0]).text != call.text, format_error,
                   what + ": _rebuild_parameter without a tensor");
-    return rebuild_tensor(t, args[0], name, resolve);
+    return rebuild_tensor(t, args[0], name, resolve, budget);
   }
   FACENET_CHECK(args.size() >= 4, format_error, what + ": _rebuild_tensor_v2 with " + std::to_string(args.size()) + " arguments");
   const pickle_node& pid = t.expect(args[0], pickle_kind::persistent_id, what + " storage");
@@ -79,15 +80,17 @@ inline named_tensor rebuild_tensor(const pickle_tree& t, std::size_t i, const st
     dims.push_back(d);
     strides.push_back(t.as_int(stride[k], what + " stride"));
   }
+  budget.charge_output(shape_numel(dims, what), what);
   return {name, decode_tensor(st.bytes, st.type, dims, offset, strides, what), element_type_name(st.type)};
 }
 
 inline void collect_tensors(const pickle_tree& t, std::size_t i, const std::string& prefix, const storage_resolver& resolve,
-                            tensor_map& out, int depth) {
+                            tensor_map& out, int depth, pickle_walk_budget& budget) {
   FACENET_CHECK(depth < 8, format_error, t.what() + ": dictionaries nested deeper than 8");
+  budget.charge_visit();
   const pickle_node& n = t.node(i);
   if (is_tensor_call(t, i)) {
-    named_tensor nt = rebuild_tensor(t, i, prefix, resolve);
+    named_tensor nt = rebuild_tensor(t, i, prefix, resolve, budget);
     out.add(std::move(nt.name), std::move(nt.value), std::move(nt.source_dtype));
     return;
   }
@@ -98,15 +101,16 @@ inline void collect_tensors(const pickle_tree& t, std::size_t i, const std::stri
   }
   for (std::size_t k = 0; k + 1 < n.items.size(); k += 2) {
     const std::string key = t.as_str(n.items[k], "state_dict key");
-    collect_tensors(t, n.items[k + 1], prefix.empty() ? key : prefix + "." + key, resolve, out, depth + 1);
+    collect_tensors(t, n.items[k + 1], prefix.empty() ? key : prefix + "." + key, resolve, out, depth + 1, budget);
   }
 }
 
-inline tensor_map state_dict_from(const pickle_tree& t, const storage_resolver& resolve) {
+inline tensor_map state_dict_from(const pickle_tree& t, const storage_resolver& resolve, std::uint64_t file_size) {
   tensor_map out;
   FACENET_CHECK(t.node(t.root()).kind == pickle_kind::dict || is_tensor_call(t, t.root()), format_error,
                 t.what() + ": top-level object is a " + pickle_kind_name(t.node(t.root()).kind) + ", expected a state_dict");
-  collect_tensors(t, t.root(), "", resolve, out, 0);
+  pickle_walk_budget budget(t, file_size);
+  collect_tensors(t, t.root(), "", resolve, out, 0, budget);
   return out;
 }
 
@@ -162,7 +166,7 @@ inline tensor_map parse_torch_zip(byte_span bytes, const std::string& what) {
                                     std::to_string(ref.numel) + " elements of " + element_type_name(ref.type));
     return detail::torch_storage{data, ref.type};
   };
-  return detail::state_dict_from(t, resolve);
+  return detail::state_dict_from(t, resolve, bytes.size);
 }
 
 inline tensor_map parse_torch_legacy(byte_span bytes, const std::string& what) {
@@ -214,7 +218,7 @@ inline tensor_map parse_torch_legacy(byte_span bytes, const std::string& what) {
     }
     return st;
   };
-  return detail::state_dict_from(t, resolve);
+  return detail::state_dict_from(t, resolve, bytes.size);
 }
 
 inline bool is_zip(byte_span b) { return b.size >= 4 && std::memcmp(b.data, "PK\x03\x04", 4) == 0; }
