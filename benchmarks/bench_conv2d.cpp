@@ -1,8 +1,8 @@
 // conv2d at the shapes of Inception-ResNet-v1 (160x160 input; facenet-pytorch InceptionResnetV1 gives
 // conv2d_1a 160->79, conv2d_2a 79->77, conv2d_2b 77 pad 1, conv2d_4a 38->36, conv2d_4b 36->17 stride 2,
 // Block35 at 17x17, Block17 at 8x8, Block8 at 3x3, their 1x1s at batch 16 as one batched GEMM) and NN4-small2 (96x96 input). Forward through
-// conv2d_plan (inference: packed weights, fused bias+relu) and conv2d_forward, backward data and weight,
-// batch 1 and 16. GFLOP/s counts 2*O*C*KH*KW*OH*OW per image for every pass.
+// conv2d_plan (inference: packed weights, fused bias+relu; as chosen, and with GEMM or Winograd forced
+// for the 3x3 stride-1 shapes) and conv2d_forward, backward data and weight, batch 1 and 16. GFLOP/s counts 2*O*C*KH*KW*OH*OW per image for every pass.
 #include <string>
 
 #include "bench_common.hpp"
@@ -39,10 +39,13 @@ const conv_shape kShapes[] = {
     {"nn4_4a_3x3_128to256_s2_12", 128, 12, 12, 256, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},
 };
 
-enum class pass { plan_forward, forward, backward_data, backward_weight };
+// plan_forward lets the plan choose; plan_gemm / plan_winograd force one algorithm (3x3 stride 1 only).
+enum class pass { plan_forward, plan_gemm, plan_winograd, forward, backward_data, backward_weight };
 const char* pass_name(pass p) {
   switch (p) {
     case pass::plan_forward: return "plan_forward";
+    case pass::plan_gemm: return "plan_gemm";
+    case pass::plan_winograd: return "plan_winograd";
     case pass::forward: return "forward";
     case pass::backward_data: return "backward_data";
     case pass::backward_weight: return "backward_weight";
@@ -63,27 +66,36 @@ void bm_conv(benchmark::State& state, conv_shape cs, pass which, std::int64_t ba
   const facenet::shape ys = fk::conv2d_output_shape(x.shape(), w.shape(), cs.p);
   const Tensor<float> dy = filled(ys, 0.03f);
   Tensor<float> y, ws, dx, dw(w.shape()), db;
-  const fk::conv2d_plan<float> plan(w, b, cs.p, fk::activation::relu);
+  const fk::conv2d_algo algo = which == pass::plan_gemm       ? fk::conv2d_algo::gemm
+                               : which == pass::plan_winograd ? fk::conv2d_algo::winograd
+                                                              : fk::conv2d_algo::automatic;
+  const fk::conv2d_plan<float> plan(w, b, cs.p, fk::activation::relu, algo);
   const double flops = 2.0 * static_cast<double>(ys.numel()) * static_cast<double>(cs.c * cs.kh * cs.kw);
   facenet::bench::run_timed(state, flops, threads, [&] {
     switch (which) {
-      case pass::plan_forward: plan.forward(x, y, ws); break;
+      case pass::plan_forward:
+      case pass::plan_gemm:
+      case pass::plan_winograd: plan.forward(x, y, ws); break;
       case pass::forward: fk::conv2d_forward(x, w, b, y, cs.p); break;
       case pass::backward_data: fk::conv2d_backward_data(dy, w, x.shape(), dx, cs.p); break;
       case pass::backward_weight: fk::conv2d_backward_weight(x, dy, dw, &db, cs.p); break;
     }
     benchmark::ClobberMemory();
   });
-  state.SetLabel("out " + ys.str());
+  state.SetLabel("out " + ys.str() + (plan.algo_for(x.shape()) == fk::conv2d_algo::winograd ? " winograd" : ""));
 }
 
 const int kRegistered = [] {
   for (const auto& cs : kShapes)
-    for (pass which : {pass::plan_forward, pass::forward, pass::backward_data, pass::backward_weight})
+    for (pass which : {pass::plan_forward, pass::plan_gemm, pass::plan_winograd, pass::forward, pass::backward_data,
+                       pass::backward_weight})
       for (std::int64_t batch : {1, 16}) {
         if (which == pass::forward && batch > 1) continue;  // same engine as plan_forward
+        const bool forced = which == pass::plan_gemm || which == pass::plan_winograd;
+        const bool winograd_fits = cs.kh == 3 && cs.kw == 3 && cs.p.stride_h == 1 && cs.p.stride_w == 1;
+        if (forced && (batch > 1 || !winograd_fits)) continue;
         for (int threads : {2, 1}) {
-          if (threads == 1 && which != pass::plan_forward) continue;
+          if (threads == 1 && which != pass::plan_forward && !forced) continue;
           const std::string name = std::string(pass_name(which)) + "/" + cs.name + "/batch" + std::to_string(batch) +
                                    "/threads" + std::to_string(threads);
           benchmark::RegisterBenchmark(name.c_str(), bm_conv, cs, which, batch, threads)

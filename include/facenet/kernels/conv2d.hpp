@@ -205,10 +205,11 @@ class conv2d_plan {
   }
 
   // Automatic selection, from single-thread measurements of IRv1's and NN4's 3x3 layers: Winograd
-  // F(2x2, 3x3) was 1.2-1.3x faster than the implicit GEMM with >= 64 input and output channels on
-  // maps of 12x12 and more, and slower with 32-48 channels (17x17 Block35: 0.75-0.95x, the transforms
-  // cost as much as the saved multiplies) or on 6x6 and 3x3 maps (0.5-0.75x: few tiles per GEMM).
-  // Such weights are packed both ways; the map size picks per call.
+  // F(2x2, 3x3) was 1.3-1.45x faster than the implicit GEMM with >= 64 input and output channels on
+  // maps of 12x12 and more (IRv1 conv2d_4a, NN4 conv3 and 3a/3b), about even with 32-48 channels
+  // (0.87-1.17x on IRv1 conv2d_2a/2b and Block35: the transforms cost about what the saved multiplies
+  // do) and slower on 6x6 and 3x3 maps (0.66-0.93x: few tiles per GEMM). Such weights are packed
+  // both ways; the map size picks per call.
   static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 64 && o >= 64; }
   static bool winograd_map(std::int64_t oh, std::int64_t ow) { return oh * ow >= 144; }
 

@@ -103,13 +103,20 @@ template <class T>
 std::int64_t winograd_ld(std::int64_t n) {
   return round_up(n, static_cast<std::int64_t>(simd::width<T>));
 }
+// Distance between the 16 points' matrices of `rows` rows: one vector more than rows * ld, so the 16
+// streams a transform reads or writes at once do not all fall in one L1 set (rows * ld is often a
+// multiple of 4 KiB: 32 x 96 floats on Block35) and exceed its 8 ways.
+template <class T>
+std::int64_t winograd_point_stride(std::int64_t rows, std::int64_t ld) {
+  return rows * ld + static_cast<std::int64_t>(simd::width<T>);
+}
 
 // V[xi][ch][e] = (B^T d B)[xi] for the n extended tiles from tile row ty0 of the padded copy xp
 // (rows of V are winograd_ld(n) apart); B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
 template <class T>
 void winograd_input(const T* xp, std::int64_t c, const winograd_tiling& tl, std::int64_t ty0, std::int64_t n, T* v) {
   using V = simd::batch<T>;
-  const std::int64_t ld = winograd_ld<T>(n), point = c * ld, q = tl.q(), plane = tl.plane();
+  const std::int64_t ld = winograd_ld<T>(n), point = winograd_point_stride<T>(c, ld), q = tl.q(), plane = tl.plane();
   for (std::int64_t ch = 0; ch < c; ++ch) {
     const T* base = xp + ch * 4 * plane + ty0 * q;
     T* dst = v + ch * ld;
@@ -143,7 +150,7 @@ template <class T>
 void winograd_output(const conv_geometry& g, const conv_forward_args<T>& a, const winograd_tiling& tl, std::int64_t ty0,
                      std::int64_t n, const T* m, T* y, T* scratch) {
   using V = simd::batch<T>;
-  const std::int64_t ld = winograd_ld<T>(n), point = g.o * ld, q = tl.q();
+  const std::int64_t ld = winograd_ld<T>(n), point = winograd_point_stride<T>(g.o, ld), q = tl.q();
   T* const quarter = scratch;
   T* const row = scratch + 4 * ld;
   for (std::int64_t oc = 0; oc < g.o; ++oc) {
@@ -178,11 +185,12 @@ void winograd_output(const conv_geometry& g, const conv_forward_args<T>& a, cons
 }
 
 // Tile rows per chunk: each thread transforms, multiplies and finishes whole chunks in its own
-// scratch. Chunks of about 512 KiB of V and M (16 * (c + o) values per tile) measured fastest on
-// IRv1's conv2d_4a and NN4's 3x3s (192 KiB chunks made the GEMMs too narrow, 2 MiB spilled L2); at
-// least one chunk per thread so batch 1 uses every core.
+// scratch. Chunks of about 512K values of V and M together (16 * (c + o) per tile; 2 MiB in float)
+// measured fastest single-threaded on IRv1's conv2d_4a and NN4's 3x3s: 192K-value chunks made the
+// GEMMs too narrow (N = 38 on conv2d_4a: 1.12x over implicit GEMM instead of 1.27x), 2M and 8M were
+// no faster. At least one chunk per thread, so batch 1 uses every core.
 inline std::int64_t winograd_chunk_rows(const conv_geometry& g, const winograd_tiling& tl, int threads) {
-  const std::int64_t per_row = winograd_points * (g.c + g.o) * tl.q() * std::int64_t(sizeof(float));
+  const std::int64_t per_row = winograd_points * (g.c + g.o) * tl.q();
   const std::int64_t cap = std::max<std::int64_t>(1, (std::int64_t(512) * 1024) / per_row);
   const std::int64_t chunks = std::min(tl.th, round_up((tl.th + cap - 1) / cap, threads));
   return (tl.th + chunks - 1) / chunks;
@@ -192,7 +200,7 @@ inline std::int64_t winograd_chunk_rows(const conv_geometry& g, const winograd_t
 template <class T>
 std::int64_t winograd_thread_scratch(const conv_geometry& g, const winograd_tiling& tl, std::int64_t rows) {
   const std::int64_t ld = winograd_ld<T>(rows * tl.q());
-  return winograd_points * (g.c + g.o) * ld + 4 * ld + 2 * tl.q() + 64;
+  return winograd_points * (winograd_point_stride<T>(g.c, ld) + winograd_point_stride<T>(g.o, ld)) + 4 * ld + 2 * tl.q() + 64;
 }
 
 // Elements of the caller's workspace: the padded copy.
@@ -213,14 +221,17 @@ void forward_image_winograd(const conv_geometry& g, const conv_forward_args<T>& 
         parallel::split_range(chunks, nt, t, first, last);
         const std::int64_t cap = winograd_ld<T>(rows * tl.q());
         T* v = thread_scratch<T>(3, winograd_thread_scratch<T>(g, tl, rows));
-        T* m = v + winograd_points * g.c * cap;
-        T* out = m + winograd_points * g.o * cap;
+        T* m = v + winograd_points * winograd_point_stride<T>(g.c, cap);
+        T* out = m + winograd_points * winograd_point_stride<T>(g.o, cap);
         for (std::int64_t ci = first; ci < last; ++ci) {
           const std::int64_t ty0 = ci * rows, n = (std::min(tl.th, ty0 + rows) - ty0) * tl.q(), ld = winograd_ld<T>(n);
           winograd_input(ws, g.c, tl, ty0, n, v);
+          // All ld columns (V is defined there too): the output transform reads whole vectors of M,
+          // and uninitialised lanes might hold denormals.
           for (int xi = 0; xi < winograd_points; ++xi)
-            gemm_run(g.o, n, g.c, T(1), a_source<T>{nullptr, 0, false, packed_u + xi * usize},
-                     b_matrix<T>{v + xi * g.c * ld, ld, false}, T(0), m + xi * g.o * ld, ld);
+            gemm_run(g.o, ld, g.c, T(1), a_source<T>{nullptr, 0, false, packed_u + xi * usize},
+                     b_matrix<T>{v + xi * winograd_point_stride<T>(g.c, ld), ld, false}, T(0),
+                     m + xi * winograd_point_stride<T>(g.o, ld), ld);
           winograd_output(g, a, tl, ty0, n, m, y, out);
         }
       },
