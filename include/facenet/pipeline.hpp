@@ -65,7 +65,16 @@ struct loaded_model {
   std::string arch;
   std::string source;
   data::standardization standardization = data::standardization::fixed;
+  double threshold = 1.1;  // same/different distance threshold: the file's "threshold" metadata, else 1.1
 };
+
+// A verification threshold from text: a finite number > 0, or nothing.
+inline std::optional<double> parse_threshold(const std::string& text) {
+  char* end = nullptr;
+  const double t = std::strtod(text.c_str(), &end);
+  if (text.empty() || !end || *end != '\0' || !std::isfinite(t) || t <= 0) return std::nullopt;
+  return t;
+}
 
 // An embedding network from weights in any format the converter reads (safetensors, facenet-pytorch
 // .pt, TF checkpoint, Torch7, ...). The architecture comes from `arch_hint`, else from the file's
@@ -84,6 +93,12 @@ inline loaded_model load_embedding_model(const std::string& path, const std::str
   loaded_model m{make_embedding_model(arch), arch, path, default_standardization(arch)};
   const auto s = all.metadata.find("standardization");
   if (s != all.metadata.end() && !s->second.empty()) m.standardization = data::parse_standardization(s->second);
+  const auto t = all.metadata.find("threshold");
+  if (t != all.metadata.end()) {
+    const auto value = parse_threshold(t->second);
+    FACENET_CHECK(value, format_error, path + ": __metadata__ 'threshold' must be a positive number, found '" + t->second + "'");
+    m.threshold = *value;
+  }
   io::tensor_map wanted;
   for (const auto& p : m.net->parameters())
     if (all.contains(p.name)) wanted.add(p.name, all.at(p.name));

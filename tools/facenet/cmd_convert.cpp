@@ -14,12 +14,14 @@ namespace {
 const char* help =
     "usage: facenet convert SRC DST.safetensors [--format auto|pytorch|npy|npz|safetensors|tf-checkpoint|tf-frozen|\n"
     "                       torch7|openface-csv] [--arch NAME] [--dtype F32|F16|BF16] [--strict] [--verify]\n"
+    "                       [--metadata KEY=VALUE]...\n"
     "Prints the tensors converted and any missing / mis-shaped / unused names; nothing is written and the\n"
     "exit code is non-zero when SRC does not fit the architecture.\n"
     "  SRC       a file, a TF checkpoint prefix (or its .index), or a directory of OpenFace CSVs\n"
     "  --arch    mtcnn_pnet|mtcnn_rnet|mtcnn_onet|inception_resnet_v1[:classes]|nn4_small2 (default: guessed)\n"
     "  --strict  fail when SRC holds tensors the architecture does not use\n"
-    "  --verify  load DST into its network, run a fixed input, print the output norm and a checksum\n";
+    "  --verify  load DST into its network, run a fixed input, print the output norm and a checksum\n"
+    "  --metadata KEY=VALUE  set (or replace) a __metadata__ entry of DST, e.g. threshold=0.95 (repeatable)\n";
 
 // A fixed, smooth input every build reproduces: values in [-1, 1] from a sine of the flat index.
 Tensor<float> fixed_input(std::int64_t size) {
@@ -33,6 +35,18 @@ void print_check(const char* what, const Tensor<float>& y) {
   for (float v : y) norm += static_cast<double>(v) * v, sum += v;
   FACENET_CHECK(std::isfinite(norm), numeric_error, std::string("verify: the ") + what + " output is not finite");
   std::printf("verify: %s %s norm %.6f checksum %.6f\n", what, y.shape().str().c_str(), std::sqrt(norm), sum);
+}
+
+// KEY=VALUE pairs into m's metadata; `threshold` must be a positive number (the tools read it).
+void set_metadata(io::tensor_map& m, const std::vector<std::string>& pairs) {
+  for (const std::string& kv : pairs) {
+    const auto eq = kv.find('=');
+    FACENET_CHECK(eq != std::string::npos && eq > 0, argument_error, "--metadata expects KEY=VALUE, got '" + kv + "'");
+    m.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  const auto t = m.metadata.find("threshold");
+  FACENET_CHECK(t == m.metadata.end() || parse_threshold(t->second), argument_error,
+                "--metadata threshold must be a positive number, not '" + (t == m.metadata.end() ? "" : t->second) + "'");
 }
 
 void verify(const std::string& dst, const std::string& arch) {
@@ -55,7 +69,7 @@ void verify(const std::string& dst, const std::string& arch) {
 }  // namespace
 
 int run_convert(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help, {"strict", "verify"}, {"format", "arch", "dtype"});
+  const auto a = parse_command(argc, argv, first, help, {"strict", "verify"}, {"format", "arch", "dtype", "metadata"});
   if (!a) return exit_ok;
   FACENET_CHECK(a->positional().size() == 2, argument_error, "expected SRC and DST (see --help)");
   const std::string src = a->positional()[0], dst = a->positional()[1];
@@ -70,7 +84,8 @@ int run_convert(int argc, char** argv, int first) {
   opt.allow_unused = !a->has("strict");
 
   io::conversion_report report;
-  const io::tensor_map out = io::prepare_conversion(src, opt, report);
+  io::tensor_map out = io::prepare_conversion(src, opt, report);
+  set_metadata(out, a->all("metadata"));
   std::fputs(io::format_report(report).c_str(), stdout);
   FACENET_CHECK(report.ok(), format_error, src + " does not fit " + report.arch + ": " + report.problems());
   FACENET_CHECK(opt.allow_unused || report.unused.empty(), format_error,

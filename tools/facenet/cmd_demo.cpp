@@ -15,10 +15,12 @@ const std::string help = std::string(
     "Detects the faces of each image (boxes and landmarks drawn to DIR/<name>_faces.png), aligns the\n"
     "largest (DIR/<name>_face.png), embeds it and prints the distance matrix with same/different\n"
     "verdicts. Without IMAGE it uses ../shared/images (test_images/*/1.jpg and multiface.jpg).\n"
-    "Weights: --weights, else $FACENET_WEIGHTS, else a randomly initialised NN4-small2 (the verdicts\n"
-    "are then meaningless; the pipeline still runs end to end).\n"
+    "Weights: --weights, else $FACENET_WEIGHTS, else the shipped default model (models/, see its\n"
+    "MODEL_CARD.md), else a randomly initialised NN4-small2 (the verdicts are then meaningless; the\n"
+    "pipeline still runs end to end).\n"
     "  --out DIR       where the pictures go (default facenet-demo)\n"
-    "  --threshold T   same/different threshold on the embedding distance (default 1.1)\n");
+    "  --threshold T   same/different threshold on the embedding distance (default: the weights file's\n"
+    "                  \"threshold\" metadata, else 1.1)\n");
 
 std::string shared_images_dir() {
   for (const std::string& d : {std::string("../shared/images"), std::string("../../shared/images"),
@@ -51,14 +53,14 @@ int run_demo(int argc, char** argv, int first) {
   if (!a) return exit_ok;
   const std::vector<std::string> paths = demo_images(a->positional());
   for (const auto& p : paths) require_file(p, "image");
-  const double threshold = a->number("threshold", default_threshold);
   const std::string out = a->get("out", "facenet-demo");
   fs::create_directories(out);
 
   loaded_model m = model_from_args(*a, true);
+  const double threshold = a->number("threshold", m.threshold);
   const bool random = m.source.rfind("random", 0) == 0;
   if (random)
-    std::printf("*** NOTE: no --weights and no $FACENET_WEIGHTS: using a RANDOMLY INITIALISED %s. ***\n"
+    std::printf("*** NOTE: no --weights, no $FACENET_WEIGHTS, no default model: using a RANDOMLY INITIALISED %s. ***\n"
                 "*** The distances and same/different verdicts below are MEANINGLESS; convert real weights ***\n"
                 "*** with `facenet convert` and pass --weights to get real answers.                        ***\n\n",
                 m.arch.c_str());

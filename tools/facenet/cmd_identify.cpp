@@ -15,7 +15,7 @@ const std::string help = std::string(
     "DIR holds one folder per person with one or more images. Each IMAGE's face is matched to the\n"
     "gallery face nearest to it; prints `IMAGE<TAB>NAME<TAB>distance`, NAME \"unknown\" when the\n"
     "nearest distance is over the threshold.\n"
-    "  --threshold T    decision threshold (default 1.1)\n") + embedding_help;
+    "  --threshold T    decision threshold (default: the weights file's \"threshold\" metadata, else 1.1)\n") + embedding_help;
 
 }  // namespace
 
@@ -24,7 +24,6 @@ int run_identify(int argc, char** argv, int first) {
   if (!a) return exit_ok;
   FACENET_CHECK(a->has("gallery"), argument_error, "--gallery DIR is required (see --help)");
   FACENET_CHECK(!a->positional().empty(), argument_error, "no IMAGE given (see --help)");
-  const double threshold = a->number("threshold", default_threshold);
   const auto gallery = data::face_dataset::from_folder(a->get("gallery"));
   std::vector<std::string> paths;
   std::vector<std::string> owner;
@@ -35,6 +34,7 @@ int run_identify(int argc, char** argv, int first) {
   paths.insert(paths.end(), queries.begin(), queries.end());
 
   face_embedder fe(*a, false);
+  const double threshold = a->number("threshold", fe.model().threshold);
   const Tensor<float> e = fe.embed_files(paths, "identify");
   const std::int64_t n_gallery = static_cast<std::int64_t>(owner.size());
   for (std::size_t q = 0; q < queries.size(); ++q) {

@@ -346,6 +346,12 @@ inline tensor_map prepare_conversion(const std::string& src, const convert_optio
       report.unused.push_back(skipped->second.substr(start, comma - start));
     report.unused.push_back(skipped->second.substr(start));
   }
+  // What the source's own metadata says about using the weights (standardization, threshold, ...)
+  // survives a re-conversion; what describes the network comes from the architecture.
+  for (const auto& kv : source.metadata)
+    if (!out.metadata.count(kv.first) || kv.first == "standardization" || kv.first == "channel_order")
+      if (kv.first != "source" && kv.first != "source_format" && kv.first.compare(0, 3, "tf.") != 0)
+        out.metadata[kv.first] = kv.second;
   std::string base = src;
   while (base.size() > 1 && base.back() == '/') base.pop_back();  // a CSV directory given as "dir/"
   const auto slash = base.find_last_of('/');

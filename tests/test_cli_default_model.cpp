@@ -1,0 +1,94 @@
+// The tool's weights resolution and the weights file's own operating point: `convert --metadata`
+// writes a "threshold", re-conversion keeps it (and the standardization), verify/identify/demo use
+// it unless --threshold is given, and without --weights the shipped default model is found through
+// FACENET_MODELS_DIR.
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "facenet/data/image.hpp"
+#include "facenet/data/image_io.hpp"
+#include "facenet/io/safetensors.hpp"
+#include "facenet/pipeline.hpp"
+#include "cli_testing.hpp"
+
+namespace fs = std::filesystem;
+using namespace cli_testing;
+
+namespace {
+
+// Two small synthetic photos (no detection needed with --no-detect).
+std::pair<fs::path, fs::path> two_images() {
+  const fs::path a = scratch_dir() / "a.png", b = scratch_dir() / "b.png";
+  facenet::data::image ia(40, 40, 3, 30), ib(40, 40, 3, 200);
+  for (int i = 0; i < 40 * 40 * 3; i += 7) ia.pixels[static_cast<std::size_t>(i)] = 250;
+  facenet::data::save_png(ia, a.string());
+  facenet::data::save_png(ib, b.string());
+  return {a, b};
+}
+
+// Restores an environment variable when the test ends.
+struct scoped_env {
+  std::string name;
+  std::string old;
+  bool had;
+  scoped_env(const char* n, const std::string& value) : name(n), had(std::getenv(n) != nullptr) {
+    if (had) old = std::getenv(n);
+    ::setenv(n, value.c_str(), 1);
+  }
+  ~scoped_env() { had ? ::setenv(name.c_str(), old.c_str(), 1) : ::unsetenv(name.c_str()); }
+};
+
+}  // namespace
+
+TEST(cli_default_model, convert_metadata_survives_reconversion) {
+  const fs::path first = scratch_dir() / "with_threshold.safetensors", second = scratch_dir() / "again.safetensors";
+  const run_result r = run("convert " + q(nn4_weights()) + " " + q(first) + " --metadata threshold=0.75 --metadata standardization=fixed");
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(run("convert " + q(first) + " " + q(second) + " --dtype F16").code, 0);
+  const auto m = facenet::io::load_safetensors(second.string()).metadata;
+  EXPECT_EQ(m.at("threshold"), "0.75");
+  EXPECT_EQ(m.at("standardization"), "fixed");
+  EXPECT_EQ(m.at("architecture"), "nn4_small2");
+  const facenet::loaded_model loaded = facenet::load_embedding_model(second.string());
+  EXPECT_DOUBLE_EQ(loaded.threshold, 0.75);
+  EXPECT_EQ(loaded.standardization, facenet::data::standardization::fixed);
+
+  EXPECT_EQ(run("convert " + q(nn4_weights()) + " " + q(first) + " --metadata threshold=-1").code, 2);
+  EXPECT_EQ(run("convert " + q(nn4_weights()) + " " + q(first) + " --metadata threshold").code, 2);
+}
+
+TEST(cli_default_model, verify_uses_the_files_threshold_unless_given) {
+  const fs::path w = scratch_dir() / "thr.safetensors";
+  ASSERT_EQ(run("convert " + q(nn4_weights()) + " " + q(w) + " --metadata threshold=0.5").code, 0);
+  const auto [a, b] = two_images();
+  const run_result r = run("verify --no-detect --weights " + q(w) + " " + q(a) + " " + q(b));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("threshold 0.5000"), std::string::npos) << r.out;
+  const run_result given = run("verify --no-detect --threshold 1.3 --weights " + q(w) + " " + q(a) + " " + q(b));
+  EXPECT_NE(given.out.find("threshold 1.3000"), std::string::npos) << given.out;
+}
+
+TEST(cli_default_model, found_through_facenet_models_dir) {
+  const fs::path dir = scratch_dir() / "models";
+  fs::create_directories(dir);
+  ASSERT_EQ(run("convert " + q(nn4_weights()) + " " + q(dir / facenet::default_model_file) + " --metadata threshold=0.625").code, 0);
+  const auto [a, b] = two_images();
+  {
+    const scoped_env env("FACENET_MODELS_DIR", dir.string());
+    EXPECT_EQ(facenet::default_model_path(), (dir / facenet::default_model_file).string());
+    const run_result r = run("verify --no-detect " + q(a) + " " + q(b));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("threshold 0.6250"), std::string::npos) << r.out;
+  }
+  // Elsewhere the build tree's models/ is the fallback: verify works exactly when the model is there.
+  const fs::path empty = scratch_dir() / "no_models";
+  fs::create_directories(empty);
+  const scoped_env env("FACENET_MODELS_DIR", empty.string());
+  const bool shipped = !facenet::default_model_path().empty();
+  const run_result r = run("verify --no-detect " + q(a) + " " + q(b));
+  EXPECT_EQ(r.code, shipped ? 0 : 2) << r.err;
+  if (!shipped) {
+    EXPECT_NE(r.err.find(facenet::default_model_file), std::string::npos) << r.err;
+  }
+}
