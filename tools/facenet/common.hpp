@@ -27,6 +27,7 @@
 #include "facenet/data/standardize.hpp"
 #include "facenet/detect/align.hpp"
 #include "facenet/detect/mtcnn.hpp"
+#include "facenet/io/atomic_file.hpp"
 #include "facenet/io/convert.hpp"
 #include "facenet/models/inception_resnet_v1.hpp"
 #include "facenet/models/model.hpp"
@@ -322,27 +323,25 @@ inline void save_npy_2d(const std::string& path, const Tensor<float>& t) {
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(t.size(0)) + ", " +
                        std::to_string(t.size(1)) + "), }";
   header.append(63 - (10 + header.size()) % 64, ' ').push_back('\n');  // total header a multiple of 64
-  std::ofstream out(path, std::ios::binary);
-  FACENET_CHECK(out.good(), io_error, "cannot write '" + path + "'");
   const std::uint16_t len = static_cast<std::uint16_t>(header.size());
-  out.write("\x93NUMPY\x01\x00", 8);
-  const char len_le[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-  out.write(len_le, 2);
-  out << header;
-  out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.numel() * sizeof(float)));
-  FACENET_CHECK(out.good(), io_error, "failed writing '" + path + "'");
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(len & 0xff);
+  bytes += static_cast<char>(len >> 8);
+  bytes += header;
+  bytes.append(reinterpret_cast<const char*>(t.data()), static_cast<std::size_t>(t.numel()) * sizeof(float));
+  io::write_file_atomically(path, bytes);  // names the path and the OS's reason on failure
 }
 
 inline void save_csv_2d(const std::string& path, const Tensor<float>& t) {
-  std::ofstream out(path);
-  FACENET_CHECK(out.good(), io_error, "cannot write '" + path + "'");
+  std::string text;
   char buf[32];
   for (std::int64_t i = 0; i < t.size(0); ++i)
     for (std::int64_t k = 0; k < t.size(1); ++k) {
       std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(t.data()[i * t.size(1) + k]));
-      out << buf << (k + 1 < t.size(1) ? ',' : '\n');
+      text += buf;
+      text += k + 1 < t.size(1) ? ',' : '\n';
     }
-  FACENET_CHECK(out.good(), io_error, "failed writing '" + path + "'");
+  io::write_file_atomically(path, text);
 }
 
 inline std::vector<std::string> images_in(const std::string& dir) {
