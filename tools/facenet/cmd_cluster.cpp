@@ -35,8 +35,7 @@ const std::string help = std::string(
     "  --symlink        with --out: symlink instead of copying\n"
     "  --embeddings E   N x D float32 .npy (e.g. from `facenet embed --output`) instead of images;\n"
     "                   rows are named by the IMAGE arguments, by --names LIST (one per line) or\n"
-    "                   by their row number\n"
-    "  --align M        face alignment: crop | similarity (default crop)\n") +
+    "                   by their row number\n") +
     embedding_help_for("align");
 
 enum class cluster_method { chinese_whispers, dbscan };
