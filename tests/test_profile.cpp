@@ -42,23 +42,31 @@ std::size_t find(const layers::profiler& p, std::size_t parent, profile_pass pas
 
 constexpr std::size_t top = layers::profile_node::npos;
 
+// One embed() of a randomly initialised network on a random batch, unprofiled then profiled.
+struct profiled_embed {
+  layers::profiler prof;
+  Tensor<float> plain, y;
+};
+template <class Model>
+profiled_embed profile_embed(std::int64_t batch) {
+  Model m;
+  facenet::testing::randomize_parameters(m.root(), 3);
+  models::embedder<float> e(m);
+  Tensor<float> x({batch, 3, Model::input_size, Model::input_size});
+  facenet::testing::fill_random(x, 5);
+  profiled_embed r;
+  r.plain = e.embed(x);
+  layers::profile_session on(r.prof);
+  e.embed(x, r.y);
+  return r;
+}
+
 }  // namespace
 
 TEST(Profile, Nn4InferenceTreeLabelsFlopsAndUnchangedOutput) {
-  models::nn4_small2<float> m;
-  facenet::testing::randomize_parameters(m.root(), 3);
-  models::embedder<float> e(m);
-  Tensor<float> x({2, 3, 96, 96});
-  facenet::testing::fill_random(x, 5);
-  const Tensor<float> plain = e.embed(x);
-
-  layers::profiler prof;
-  Tensor<float> y;
-  {
-    layers::profile_session on(prof);
-    e.embed(x, y);
-  }
-  EXPECT_EQ(facenet::testing::max_abs_diff(plain, y), 0.0);  // profiling does not change the computation
+  const profiled_embed r = profile_embed<models::nn4_small2<float>>(2);
+  const layers::profiler& prof = r.prof;
+  EXPECT_EQ(facenet::testing::max_abs_diff(r.plain, r.y), 0.0);  // profiling does not change the computation
 
   EXPECT_EQ(children_labels(prof, top, profile_pass::infer),
             (std::vector<std::string>{"conv1", "pool2d", "lrn", "conv2", "conv3", "lrn", "pool2d", "inception_3a",
@@ -118,16 +126,7 @@ TEST(Profile, TrainingStepCountsForwardAndTwiceItInBackward) {
 }
 
 TEST(Profile, InceptionResnetV1UsesStateDictNames) {
-  models::inception_resnet_v1<float> m;
-  facenet::testing::randomize_parameters(m.root(), 11);
-  models::embedder<float> e(m);
-  Tensor<float> x({1, 3, 160, 160}), y;
-  facenet::testing::fill_random(x, 5);
-  layers::profiler prof;
-  {
-    layers::profile_session on(prof);
-    e.embed(x, y);
-  }
+  const layers::profiler prof = profile_embed<models::inception_resnet_v1<float>>(1).prof;
   EXPECT_EQ(children_labels(prof, top, profile_pass::infer),
             (std::vector<std::string>{"conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
                                       "conv2d_4b", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8",
@@ -171,16 +170,7 @@ TEST(Profile, NothingRecordedWithoutSessionOrOnOtherThreads) {
 }
 
 TEST(Profile, ReportNamesLayersHotspotsAndKinds) {
-  models::nn4_small2<float> m;
-  facenet::testing::randomize_parameters(m.root(), 3);
-  models::embedder<float> e(m);
-  Tensor<float> x({1, 3, 96, 96}), y;
-  facenet::testing::fill_random(x, 5);
-  layers::profiler prof;
-  {
-    layers::profile_session on(prof);
-    e.embed(x, y);
-  }
+  const layers::profiler prof = profile_embed<models::nn4_small2<float>>(1).prof;
   std::FILE* f = std::tmpfile();
   ASSERT_NE(f, nullptr);
   prof.print(f, 1);

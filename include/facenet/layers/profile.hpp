@@ -300,7 +300,9 @@ inline void profiler::print_pass(std::FILE* out, profile_pass pass, long runs, s
     const profile_node& n = nodes_[i];
     if (n.pass != pass) continue;
     const std::string label = std::string(2 * static_cast<std::size_t>(n.depth), ' ') + n.label;
-    std::fprintf(out, "%-44s %-16s %-12s %-18s %10.3f %6.1f%% %8.1f\n", label.c_str(), n.kind.c_str(), n.detail.c_str(),
+    // A container holding a single conv (NN4's pool -> 1x1 branch) would show that conv's geometry too.
+    const std::string conv = leaf[i] ? n.detail : std::string();
+    std::fprintf(out, "%-44s %-16s %-12s %-18s %10.3f %6.1f%% %8.1f\n", label.c_str(), n.kind.c_str(), conv.c_str(),
                  n.out.c_str(), n.seconds * per_run, share(n.seconds), gflops(i));
   }
 
