@@ -2,21 +2,26 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "facenet/layers/profile.hpp"
 
 namespace facenet::cli {
 namespace {
 
 const char* help =
     "usage: facenet bench [--arch nn4_small2|inception_resnet_v1] [--batch 8] [--threads T] [--train]\n"
-    "                     [--iters 10] [--weights W] [--json]\n"
+    "                     [--iters 10] [--weights W] [--json] [--profile]\n"
     "Times the inference embedder (BN folded) or, with --train, one forward(training) + backward step,\n"
     "on a random batch, after one warm-up run. Random weights unless --weights is given.\n"
-    "Prints ms_median, ms_min, img_per_s and gflops (achieved GFLOP/s) per run of the batch.\n";
+    "Prints ms_median, ms_min, img_per_s and gflops (achieved GFLOP/s) per run of the batch (--json: one\n"
+    "JSON object, with every run's time in \"ms\").\n"
+    "  --profile  then runs --iters more runs with per-layer timing and prints, per pass, every layer's\n"
+    "             time, share and GFLOP/s, the hottest layers and the time per kind of layer\n";
 
 // Forward FLOPs per image (2 x multiply-adds of every convolution and linear layer), counted with
 // forward hooks on the PyTorch twins of both networks in tests/fixtures/make_model_fixtures.py.
@@ -27,8 +32,8 @@ double forward_flops(const std::string& arch) {
   throw argument_error("no FLOP count for architecture '" + arch + "'");
 }
 
-template <class F>
-std::vector<double> time_runs(long iters, F&& run) {
+// Wall time of each run, in run order, after one warm-up run.
+std::vector<double> time_runs(long iters, const std::function<void()>& run) {
   run();  // warm-up: packs weights, sizes workspaces
   std::vector<double> ms;
   progress_bar bar("bench", iters);
@@ -39,14 +44,13 @@ std::vector<double> time_runs(long iters, F&& run) {
     bar.update(i + 1);
   }
   bar.finish();
-  std::sort(ms.begin(), ms.end());
   return ms;
 }
 
 }  // namespace
 
 int run_bench(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help, {"train", "json"}, {"arch", "batch", "iters", "weights"});
+  const auto a = parse_command(argc, argv, first, help, {"train", "json", "profile"}, {"arch", "batch", "iters", "weights"});
   if (!a) return exit_ok;
   FACENET_CHECK(a->positional().empty(), argument_error, "unexpected argument '" + (a->positional().empty() ? "" : a->positional()[0]) + "'");
   const long batch = a->integer("batch", 8), iters = a->integer("iters", 10);
@@ -60,34 +64,51 @@ int run_bench(int argc, char** argv, int first) {
   for (auto& v : x) v = u(rng);
 
   const bool train = a->has("train");
-  std::vector<double> ms;
+  Tensor<float> y, dx, dy;
+  std::unique_ptr<models::embedder<float>> e;
+  std::function<void()> step;
   if (train) {
-    Tensor<float> y, dx, dy;
-    ms = time_runs(iters, [&] {
+    step = [&] {
       m.net->forward(x, y, true);
       if (dy.shape() != y.shape()) {
         dy = Tensor<float>(y.shape());
         for (auto& v : dy) v = 1.0f / static_cast<float>(y.numel());
       }
       m.net->backward(dy, dx);
-    });
+    };
   } else {
-    models::embedder<float> e(*m.net);
-    Tensor<float> y;
-    ms = time_runs(iters, [&] { e.embed(x, y); });
+    e = std::make_unique<models::embedder<float>>(*m.net);
+    step = [&] { e->embed(x, y); };
   }
-  const double median = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  const std::vector<double> ms = time_runs(iters, step);
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  const double median =
+      sorted.size() % 2 ? sorted[sorted.size() / 2] : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
   const double img_per_s = 1000.0 * static_cast<double>(batch) / median;
   const double gflops = forward_flops(m.arch) * (train ? 3 : 1) * static_cast<double>(batch) / (median * 1e6);
-  if (a->has("json"))
+  if (a->has("profile")) {
+    layers::profiler prof;
+    {
+      layers::profile_session on(prof);
+      for (long i = 0; i < iters; ++i) step();
+    }
+    std::printf("per-layer profile: %s, batch %ld, %d threads, %ld runs (times per run; unprofiled median %.3f ms)\n",
+                m.arch.c_str(), batch, parallel::max_threads(), iters, median);
+    prof.print(stdout, iters);
+    std::printf("\n");
+  }
+  if (a->has("json")) {
+    std::string runs;
+    for (double t : ms) runs += (runs.empty() ? "" : ", ") + std::to_string(t);
     std::printf("{\"arch\": \"%s\", \"batch\": %ld, \"threads\": %d, \"train\": %s, \"iters\": %ld, \"ms_median\": %.4f, "
-                "\"ms_min\": %.4f, \"img_per_s\": %.3f, \"gflops\": %.3f}\n",
-                m.arch.c_str(), batch, parallel::max_threads(), train ? "true" : "false", iters, median, ms.front(),
-                img_per_s, gflops);
-  else
+                "\"ms_min\": %.4f, \"img_per_s\": %.3f, \"gflops\": %.3f, \"ms\": [%s]}\n",
+                m.arch.c_str(), batch, parallel::max_threads(), train ? "true" : "false", iters, median, sorted.front(),
+                img_per_s, gflops, runs.c_str());
+  } else
     std::printf("%s %s, batch %ld, %d threads, %ld runs: median %.2f ms, min %.2f ms, %.1f img/s, %.1f GFLOP/s\n",
                 m.arch.c_str(), train ? "training step" : "inference", batch, parallel::max_threads(), iters, median,
-                ms.front(), img_per_s, gflops);
+                sorted.front(), img_per_s, gflops);
   return exit_ok;
 }
 
