@@ -195,3 +195,22 @@ TEST(reader_limits, jpeg_huffman_table_with_more_than_256_codes_is_refused_befor
   jpeg[8] = 15;  // 315 codes: still too many
   EXPECT_FALSE(facenet::data::detail::jpeg_huffman_tables_fit(d, jpeg.size()));
 }
+
+TEST(reader_limits, pgm_header_numbers_must_fit_an_int) {
+  // stb_image 2.27 would overflow an int reading this width (undefined behaviour).
+  const std::string pgm = "P5 # comment\n99999999999 1\n255\n\x01";
+  const auto* d = reinterpret_cast<const std::uint8_t*>(pgm.data());
+  EXPECT_EQ(facenet::data::detail::pnm_max_value(d, pgm.size()), -1);
+  const std::string msg = format_error_of([&] { facenet::data::decode_image(d, pgm.size()); });
+  EXPECT_TRUE(contains(msg, "PGM/PPM header")) << msg;
+  const std::string ok = "P5 2147483647 1 255\n";
+  EXPECT_EQ(facenet::data::detail::pnm_max_value(reinterpret_cast<const std::uint8_t*>(ok.data()), ok.size()), 255);
+}
+
+TEST(reader_limits, sixteen_bit_pgm_is_refused_as_unsupported) {
+  // stb_image 2.27 reads 16-bit samples in host byte order (Netpbm's are big-endian), and asked for RGB
+  // it converted them with its 8-bit routine and read past the result.
+  const std::string pgm = std::string("P5 3 1 65535\n") + std::string("\xff\xff\x80\x00\x00\xff", 6);
+  EXPECT_THROW(facenet::data::decode_image(reinterpret_cast<const std::uint8_t*>(pgm.data()), pgm.size()),
+               facenet::unsupported_error);
+}

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -109,6 +110,29 @@ inline bool jpeg_huffman_tables_fit(const std::uint8_t* d, std::size_t n) {
     pos += len;
   }
   return true;
+}
+
+// The maximum sample value of a binary PGM/PPM header, 0 when the bytes are not one, -1 when the
+// width, height or maximum does not fit an int: stb_image 2.27 accumulates them in an int without a
+// check (signed overflow). Reads the header as stb does: whitespace and '#' comments, then a run of
+// digits, three times.
+inline std::int64_t pnm_max_value(const std::uint8_t* d, std::size_t n) {
+  if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return 0;
+  const auto space = [](std::uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+  std::size_t pos = 2;
+  std::int64_t v = 0;
+  for (int field = 0; field < 3; ++field) {
+    for (;;) {
+      while (pos < n && space(d[pos])) ++pos;
+      if (pos >= n || d[pos] != '#') break;
+      while (pos < n && d[pos] != '\n' && d[pos] != '\r') ++pos;
+    }
+    for (v = 0; pos < n && d[pos] >= '0' && d[pos] <= '9'; ++pos) {
+      v = v * 10 + (d[pos] - '0');
+      if (v > std::numeric_limits<int>::max()) return -1;
+    }
+  }
+  return v;
 }
 
 // libjpeg's jpeg_idct_islow (jidctint.c): 13-bit constants, 2 extra bits between the passes,
@@ -235,6 +259,10 @@ inline image decode_image(const std::uint8_t* data, std::size_t size, const imag
   // Before stbi_info, which already parses the tables in front of the frame header.
   FACENET_CHECK(!jpeg || detail::jpeg_huffman_tables_fit(data, size), format_error,
                 what + ": corrupt JPEG (a Huffman table declares more than 256 codes)");
+  const std::int64_t pnm_max = detail::pnm_max_value(data, size);
+  FACENET_CHECK(pnm_max >= 0, format_error, what + ": corrupt PGM/PPM header (a number does not fit an int)");
+  FACENET_CHECK(pnm_max <= 255, unsupported_error,
+                what + ": 16-bit PGM/PPM is not supported (stb_image 2.27 reads its samples in the wrong byte order)");
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(p, n, &w, &h, &comp))
     throw format_error(what + ": not a decodable image (" + std::string(stbi_failure_reason()) +
