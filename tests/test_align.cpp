@@ -129,3 +129,26 @@ TEST(align, warps_a_rotated_scaled_face_back_onto_the_template) {
   nan_pts[2][0] = NAN;
   EXPECT_THROW(dt::align_face(img, nan_pts), facenet::argument_error);
 }
+
+// A model's own template (unit coordinates, here a narrower, lower face than ArcFace's) is where
+// the landmarks land: the same photo aligned onto it equals the photo's own pixels there.
+TEST(align, warps_onto_a_custom_unit_template) {
+  const dt::landmarks unit = {{{0.35f, 0.41f}, {0.67f, 0.40f}, {0.51f, 0.60f}, {0.37f, 0.76f}, {0.66f, 0.76f}}};
+  const int size = 96;
+  const dt::landmarks tmpl = dt::scale_template(unit, size);
+  EXPECT_NEAR(tmpl[2][1], 0.60f * size, 1e-4);
+  const double s = 1.7, th = -12 * M_PI / 180;
+  const fd::affine2d to_photo = {s * std::cos(th), -s * std::sin(th), 90, s * std::sin(th), s * std::cos(th), 40};
+  const fd::image photo = smooth_image(400, 360, fd::invert(to_photo));
+  const fd::image aligned = dt::align_face(photo, apply(to_photo, tmpl), size, unit);
+  const fd::image expected = smooth_image(size, size, {1, 0, 0, 0, 1, 0});
+  double diff = 0;
+  for (std::size_t i = 0; i < aligned.pixels.size(); ++i) diff += std::abs(aligned.pixels[i] - expected.pixels[i]);
+  EXPECT_LT(diff / aligned.pixels.size(), 1.0);
+  // ArcFace's template puts the same landmarks elsewhere: a visibly different crop.
+  const fd::image arcface = dt::align_face(photo, apply(to_photo, tmpl), size);
+  double other = 0;
+  for (std::size_t i = 0; i < arcface.pixels.size(); ++i) other += std::abs(arcface.pixels[i] - expected.pixels[i]);
+  EXPECT_GT(other / arcface.pixels.size(), 10.0);
+  EXPECT_THROW(dt::scale_template(unit, 0), facenet::argument_error);
+}

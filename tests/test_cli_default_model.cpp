@@ -92,3 +92,26 @@ TEST(cli_default_model, found_through_facenet_models_dir) {
     EXPECT_NE(r.err.find(facenet::default_model_file), std::string::npos) << r.err;
   }
 }
+
+TEST(cli_default_model, align_template_metadata) {
+  const fs::path w = scratch_dir() / "tmpl.safetensors";
+  const std::string tmpl = "0.35 0.41 0.67 0.40 0.51 0.60 0.37 0.76 0.66 0.76";
+  ASSERT_EQ(run("convert " + q(nn4_weights()) + " " + q(w) + " --metadata " + q("align_template=" + tmpl)).code, 0);
+  const facenet::loaded_model m = facenet::load_embedding_model(w.string());
+  ASSERT_TRUE(m.align_template.has_value());
+  EXPECT_FLOAT_EQ((*m.align_template)[0][0], 0.35f);
+  EXPECT_FLOAT_EQ((*m.align_template)[4][1], 0.76f);
+  EXPECT_EQ(run("convert " + q(nn4_weights()) + " " + q(w) + " --metadata " + q("align_template=0.3 0.4")).code, 2);
+
+  // A file whose template is malformed is refused at load, naming the key.
+  facenet::io::tensor_map bad = facenet::io::load_safetensors(w.string());
+  bad.metadata["align_template"] = "0.35 0.41 nan 0.40 0.51 0.60 0.37 0.76 0.66 0.76";
+  const fs::path b = scratch_dir() / "bad_tmpl.safetensors";
+  facenet::io::save_safetensors(b.string(), bad);
+  try {
+    facenet::load_embedding_model(b.string());
+    ADD_FAILURE() << "a NaN in align_template was accepted";
+  } catch (const facenet::format_error& e) {
+    EXPECT_NE(std::string(e.what()).find("align_template"), std::string::npos) << e.what();
+  }
+}

@@ -66,7 +66,27 @@ struct loaded_model {
   std::string source;
   data::standardization standardization = data::standardization::fixed;
   double threshold = 1.1;  // same/different distance threshold: the file's "threshold" metadata, else 1.1
+  // Where the five landmarks sat in the crops the model was trained on (unit coordinates), from the
+  // file's "align_template" metadata: faces are then warped onto it instead of cropped.
+  std::optional<detect::landmarks> align_template = std::nullopt;
 };
+
+// "x1 y1 x2 y2 ... x5 y5" (unit coordinates, finite) -> landmarks; nothing if malformed.
+inline std::optional<detect::landmarks> parse_align_template(const std::string& text) {
+  detect::landmarks t{};
+  const char* s = text.c_str();
+  for (auto& p : t)
+    for (float& v : p) {
+      char* end = nullptr;
+      const double d = std::strtod(s, &end);
+      if (end == s || !std::isfinite(d) || d < -1 || d > 2) return std::nullopt;
+      v = static_cast<float>(d);
+      s = end;
+    }
+  while (*s == ' ') ++s;
+  if (*s != '\0') return std::nullopt;
+  return t;
+}
 
 // A verification threshold from text: a finite number > 0, or nothing.
 inline std::optional<double> parse_threshold(const std::string& text) {
@@ -98,6 +118,12 @@ inline loaded_model load_embedding_model(const std::string& path, const std::str
     const auto value = parse_threshold(t->second);
     FACENET_CHECK(value, format_error, path + ": __metadata__ 'threshold' must be a positive number, found '" + t->second + "'");
     m.threshold = *value;
+  }
+  if (const auto at = all.metadata.find("align_template"); at != all.metadata.end()) {
+    m.align_template = parse_align_template(at->second);
+    FACENET_CHECK(m.align_template, format_error,
+                  path + ": __metadata__ 'align_template' must be 10 numbers (x y of 5 landmarks in unit coordinates), found '" +
+                      at->second + "'");
   }
   io::tensor_map wanted;
   for (const auto& p : m.net->parameters())
@@ -143,8 +169,11 @@ class face_embedder {
     if (faces.empty()) return std::nullopt;
     return faces.front();
   }
-  // The face the network sees: facenet-pytorch's crop (margin in pixels) at the network's input size.
+  // The face the network sees: warped onto the model's own landmark template when its file has one,
+  // else facenet-pytorch's crop (margin in pixels), at the network's input size.
   data::image aligned_face(const data::image& img, const detect::face& f, float margin = 0) const {
+    if (model_.align_template)
+      return detect::align_face(img, f.points, static_cast<int>(model_.net->info().input_size), *model_.align_template);
     detect::crop_options c;
     c.image_size = static_cast<int>(model_.net->info().input_size);
     c.margin = margin;

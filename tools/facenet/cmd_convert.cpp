@@ -21,7 +21,9 @@ const char* help =
     "  --arch    mtcnn_pnet|mtcnn_rnet|mtcnn_onet|inception_resnet_v1[:classes]|nn4_small2 (default: guessed)\n"
     "  --strict  fail when SRC holds tensors the architecture does not use\n"
     "  --verify  load DST into its network, run a fixed input, print the output norm and a checksum\n"
-    "  --metadata KEY=VALUE  set (or replace) a __metadata__ entry of DST, e.g. threshold=0.95 (repeatable)\n";
+    "  --metadata KEY=VALUE  set (or replace) a __metadata__ entry of DST (repeatable), e.g. threshold=0.95\n"
+    "            (the distance verify/identify/demo use) or align_template=\"x1 y1 ... x5 y5\" (where the 5 landmarks\n"
+    "            sat in the training crops, unit coordinates: faces are then warped onto it)\n";
 
 // A fixed, smooth input every build reproduces: values in [-1, 1] from a sine of the flat index.
 Tensor<float> fixed_input(std::int64_t size) {
@@ -44,6 +46,10 @@ void set_metadata(io::tensor_map& m, const std::vector<std::string>& pairs) {
     FACENET_CHECK(eq != std::string::npos && eq > 0, argument_error, "--metadata expects KEY=VALUE, got '" + kv + "'");
     m.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
+  const auto at = m.metadata.find("align_template");
+  FACENET_CHECK(at == m.metadata.end() || parse_align_template(at->second), argument_error,
+                "--metadata align_template must be 10 numbers (x y of 5 landmarks in unit coordinates), not '" +
+                    (at == m.metadata.end() ? "" : at->second) + "'");
   const auto t = m.metadata.find("threshold");
   FACENET_CHECK(t == m.metadata.end() || parse_threshold(t->second), argument_error,
                 "--metadata threshold must be a positive number, not '" + (t == m.metadata.end() ? "" : t->second) + "'");

@@ -76,7 +76,8 @@ int run_demo(int argc, char** argv, int first) {
     std::printf("%s: %dx%d, %zu face(s)", p.c_str(), img.width, img.height, found.size());
     if (!found.empty()) {
       const auto main = detect::select_faces(found, img.width, img.height, false).front();
-      faces.push_back(align(img, main, align_method::crop, size, 0));
+      faces.push_back(m.align_template ? align(img, main, align_method::similarity, size, 0, *m.align_template)
+                                       : align(img, main, align_method::crop, size, 0));
       labels.push_back(label);
       data::save_png(faces.back(), (fs::path(out) / (label + "_face.png")).string());
     }

@@ -171,8 +171,10 @@ inline align_method parse_align_method(const std::string& s) {
   throw argument_error("--method must be crop or similarity, not '" + s + "'");
 }
 
-inline data::image align(const data::image& img, const detect::face& f, align_method method, int size, float margin) {
-  if (method == align_method::similarity) return detect::align_face(img, f.points, size);
+// `unit_template`: where similarity alignment puts the landmarks (the model's own, else ArcFace's).
+inline data::image align(const data::image& img, const detect::face& f, align_method method, int size, float margin,
+                         const detect::landmarks& unit_template = detect::arcface_unit_template()) {
+  if (method == align_method::similarity) return detect::align_face(img, f.points, size, unit_template);
   detect::crop_options c;
   c.image_size = size;
   c.margin = margin;
@@ -188,10 +190,11 @@ inline detect::face main_face(detect::mtcnn& detector, const data::image& img, c
 
 // Loads `path` and returns the face the network will see: the largest detected face aligned to
 // `size`, or (no detector) the whole image resized to `size`.
-inline data::image face_image(const std::string& path, detect::mtcnn* detector, align_method method, int size, float margin) {
+inline data::image face_image(const std::string& path, detect::mtcnn* detector, align_method method, int size, float margin,
+                              const detect::landmarks& unit_template = detect::arcface_unit_template()) {
   require_file(path, "image");
   const data::image img = data::load_image(path);
-  if (detector) return align(img, main_face(*detector, img, path), method, size, margin);
+  if (detector) return align(img, main_face(*detector, img, path), method, size, margin, unit_template);
   return data::resize_bilinear_pil(img, data::full_rect(img), size, size);
 }
 
@@ -234,7 +237,9 @@ class face_embedder {
  public:
   face_embedder(const args& a, bool allow_random, const std::string& align_option = "method")
       : model_(model_from_args(a, allow_random)), net_(*model_.net),
-        method_(parse_align_method(a.get(align_option, "crop"))),
+        // A model that carries its training crops' landmark template is warped onto it unless told otherwise.
+        method_(parse_align_method(a.get(align_option, model_.align_template ? "similarity" : "crop"))),
+        template_(model_.align_template.value_or(detect::arcface_unit_template())),
         margin_(static_cast<float>(a.number("margin", 0))),
         standardization_(a.has("standardize") ? data::parse_standardization(a.get("standardize"))
                                               : model_.standardization) {
@@ -258,7 +263,7 @@ class face_embedder {
     progress_bar bar(label, static_cast<long>(paths.size()));
     for (std::size_t i = 0; i < paths.size(); ++i) {
       try {
-        faces.push_back(face_image(paths[i], detector_ ? &*detector_ : nullptr, method_, input_size(), margin_));
+        faces.push_back(face_image(paths[i], detector_ ? &*detector_ : nullptr, method_, input_size(), margin_, template_));
       } catch (const no_face_error&) {
         if (!faceless) throw;
         faceless->push_back(paths[i]);
@@ -287,6 +292,7 @@ class face_embedder {
   models::embedder<float> net_;
   std::optional<detect::mtcnn> detector_;
   align_method method_;
+  detect::landmarks template_;
   float margin_;
   data::standardization standardization_;
 };
@@ -302,12 +308,14 @@ inline std::string embedding_help_for(const std::string& align_option) {
   const std::string flag = "  --" + align_option + " M";
   return
     "  --weights W      embedding weights (safetensors from `facenet convert`, or a facenet-pytorch .pt);\n"
-    "                   default $FACENET_WEIGHTS\n"
+    "                   default $FACENET_WEIGHTS, else the shipped default model (models/)\n"
     "  --arch A         nn4_small2 | inception_resnet_v1 (default: from the tensor names)\n"
     "  --no-detect      images are already aligned faces: resize only\n"
     "  --mtcnn DIR      MTCNN weights (default $FACENET_MTCNN or ../shared/weights/mtcnn/facenet-pytorch)\n" +
     flag + std::string(flag.size() < 19 ? 19 - flag.size() : 1, ' ') +
-    "crop (facenet-pytorch extract_face) | similarity (5-point warp); default crop\n"
+    "crop (facenet-pytorch extract_face) | similarity (5-point warp onto the weights'\n"
+    "                   \"align_template\" metadata, else ArcFace's); default similarity when the\n"
+    "                   weights carry a template, else crop\n"
     "  --margin PX      crop margin in output pixels (default 0)\n"
     "  --standardize S  fixed | prewhiten | unit (default: the weights file's metadata, else fixed for\n"
     "                   inception_resnet_v1 and unit for nn4_small2)\n"

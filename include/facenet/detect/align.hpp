@@ -59,16 +59,26 @@ inline data::image extract_face(const data::image& img, const box& b, const crop
   return data::resize_bilinear_pil(img, r, opt.image_size, opt.image_size);
 }
 
-// ArcFace's 112x112 template scaled to `size` x `size`.
-inline landmarks canonical_template(int size) {
-  FACENET_CHECK(size > 0, argument_error, "canonical_template: size " + std::to_string(size));
-  static const landmarks arcface = {{{38.2946f, 51.6963f}, {73.5318f, 51.5014f}, {56.0252f, 71.7366f},
-                                     {41.5493f, 92.3655f}, {70.7299f, 92.2041f}}};
-  landmarks t = arcface;
-  const float s = static_cast<float>(size) / 112.0f;
-  for (auto& p : t) p = {p[0] * s, p[1] * s};
+// ArcFace / InsightFace's five points in unit coordinates (their 112x112 template / 112).
+inline const landmarks& arcface_unit_template() {
+  static const landmarks unit = [] {
+    landmarks t = {{{38.2946f, 51.6963f}, {73.5318f, 51.5014f}, {56.0252f, 71.7366f}, {41.5493f, 92.3655f}, {70.7299f, 92.2041f}}};
+    for (auto& p : t) p = {p[0] / 112.0f, p[1] / 112.0f};
+    return t;
+  }();
+  return unit;
+}
+
+// A unit-coordinate template ([0, 1] across the crop) in pixels of a `size` x `size` crop.
+inline landmarks scale_template(const landmarks& unit, int size) {
+  FACENET_CHECK(size > 0, argument_error, "scale_template: size " + std::to_string(size));
+  landmarks t = unit;
+  for (auto& p : t) p = {p[0] * static_cast<float>(size), p[1] * static_cast<float>(size)};
   return t;
 }
+
+// ArcFace's 112x112 template scaled to `size` x `size`.
+inline landmarks canonical_template(int size) { return scale_template(arcface_unit_template(), size); }
 
 // Least-squares similarity mapping src onto dst: minimises sum |dst_i - (s R src_i + t)|^2 over
 // rotations R, scales s > 0 and translations t. This is Umeyama's (1991) solution, which in 2D has
@@ -96,12 +106,14 @@ inline data::affine2d similarity_transform(const landmarks& src, const landmarks
   return {a, -b, ux - (a * mx - b * my), b, a, uy - (b * mx + a * my)};
 }
 
-// 5-point alignment: warps `img` so the landmarks land on canonical_template(size).
-inline data::image align_face(const data::image& img, const landmarks& points, int size = 160) {
+// 5-point alignment: warps `img` so the landmarks land on `unit_template` (ArcFace's by default; a
+// model trained on other crops carries its own, see loaded_model::align_template) at size x size.
+inline data::image align_face(const data::image& img, const landmarks& points, int size = 160,
+                              const landmarks& unit_template = arcface_unit_template()) {
   FACENET_CHECK(!img.empty(), argument_error, "align_face: empty image");
   for (const auto& p : points)
     FACENET_CHECK(std::isfinite(p[0]) && std::isfinite(p[1]), argument_error, "align_face: non-finite landmark");
-  const data::affine2d to_template = similarity_transform(points, canonical_template(size));
+  const data::affine2d to_template = similarity_transform(points, scale_template(unit_template, size));
   return data::warp_affine(img, data::invert(to_template), size, size);
 }
 
