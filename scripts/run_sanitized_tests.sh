@@ -2,12 +2,15 @@
 # The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/, -O1 -g, asserts on)
 # and the concurrency tests under ThreadSanitizer (build-tsan/); exits non-zero on any report or failure.
 #
-#   scripts/run_sanitized_tests.sh [asan|tsan]...     (default: both)
+#   scripts/run_sanitized_tests.sh [asan|asan-full|tsan]...     (default: asan tsan)
 #
-# ASan+UBSan: every test executable and the facenet tool (test_cli, test_checkpoint_kill and the
-# error_table test run the sanitized tool as a subprocess). Left out: the examples (not built here)
-# and the packaging tests (label packaging: they configure and compile consumer projects and every
-# header, which no sanitizer looks at).
+# ASan+UBSan: by default (what CI runs) the unit tests of the kernels, blocks, readers and images
+# listed in asan_targets - each run clean under ASan+UBSan by hand before it was listed. `asan-full`
+# builds every test executable and the facenet tool (test_cli, test_checkpoint_kill and the
+# error_table test run the sanitized tool as a subprocess); it is not yet part of CI because nobody
+# has run it to the end (the model-parity tests are slow at -O1 with ASan). Left out of both: the
+# examples (not built here) and the packaging tests (label packaging: they configure and compile
+# consumer projects and every header, which no sanitizer looks at).
 #
 # TSan: GCC's libgomp is not instrumented, so every OpenMP barrier looks like a race to TSan. This
 # build uses clang with LLVM's libomp and loads its Archer tool (OMP_TOOL_LIBRARIES), which tells TSan
@@ -41,17 +44,34 @@ configure_sanitized() {
     -DFACENET_SANITIZE="$sanitizers" -DFACENET_BUILD_BENCHMARKS=OFF -DFACENET_INSTALL=OFF "$@"
 }
 
+asan_targets=(test_activation test_align test_safetensors test_pickle test_npy test_blocks test_pool test_lrn test_concat)
+
 test_targets() { (cd "$root/tests" && ls test_*.cpp | sed 's/\.cpp$//'); }
 
+asan_env=(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
+          UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" OMP_NUM_THREADS=2)
+
+# The listed unit tests with ASan+UBSan (each executable run directly); no leak is tolerated either
+# and UBSan stops at the first report with a stack.
 run_asan() {
+  bash "$root/scripts/install_deps.sh"
+  configure_sanitized "$asan_dir" address,undefined
+  cmake --build "$asan_dir" -j "$jobs" --target "${asan_targets[@]}"
+  local t status=0
+  for t in "${asan_targets[@]}"; do
+    echo "== ASan+UBSan: $t"
+    env "${asan_env[@]}" "$asan_dir/tests/$t" || status=1
+  done
+  return $status
+}
+
+# Every test executable and the tool, through ctest.
+run_asan_full() {
   bash "$root/scripts/install_deps.sh"
   configure_sanitized "$asan_dir" address,undefined
   # shellcheck disable=SC2046  # one word per target
   cmake --build "$asan_dir" -j "$jobs" --target facenet_tool $(test_targets)
-  # No leak is tolerated either; UBSan stops at the first report with a stack.
-  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1" \
-  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" OMP_NUM_THREADS=2 \
-    ctest --test-dir "$asan_dir" -j "$jobs" --output-on-failure -E "$asan_excluded" -LE packaging
+  env "${asan_env[@]}" ctest --test-dir "$asan_dir" -j "$jobs" --output-on-failure -E "$asan_excluded" -LE packaging
 }
 
 run_tsan() {
@@ -75,7 +95,8 @@ modes=("$@")
 for m in "${modes[@]}"; do
   case "$m" in
     asan) run_asan ;;
+    asan-full) run_asan_full ;;
     tsan) run_tsan ;;
-    *) echo "usage: $0 [asan|tsan]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [asan|asan-full|tsan]..." >&2; exit 2 ;;
   esac
 done
