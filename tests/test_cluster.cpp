@@ -76,7 +76,9 @@ void expect_same_partition(const std::vector<std::int64_t>& got, const std::vect
   for (std::size_t i = 0; i < got.size(); ++i) {
     ASSERT_EQ(got[i] < 0, want[i] < 0) << "row " << i << " noise mismatch";
     for (std::size_t j = i + 1; j < got.size(); ++j) {
-      if (got[i] >= 0 && got[j] >= 0) ASSERT_EQ(got[i] == got[j], want[i] == want[j]) << "rows " << i << " and " << j;
+      if (got[i] >= 0 && got[j] >= 0) {
+        ASSERT_EQ(got[i] == got[j], want[i] == want[j]) << "rows " << i << " and " << j;
+      }
     }
   }
 }
