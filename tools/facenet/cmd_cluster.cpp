@@ -25,10 +25,10 @@ const std::string help = std::string(
     "(DBSCAN), \"no_face\": [...] (images skipped because no face was found)}. Distances are the\n"
     "Euclidean distances `verify` prints; faces closer than the threshold count as the same person.\n"
     "  --method M       chinese-whispers (default; dlib's algorithm) | dbscan\n"
-    "  --threshold T    chinese-whispers edge threshold (default 1.1, as verify/identify)\n"
+    "  --threshold T    chinese-whispers edge threshold (default: the weights' threshold, as verify)\n"
     "  --iterations I   chinese-whispers passes over the faces (default 100)\n"
     "  --seed S         chinese-whispers random seed (default 0; results are reproducible)\n"
-    "  --eps E          dbscan neighbourhood radius (default 1.1)\n"
+    "  --eps E          dbscan neighbourhood radius (default: as --threshold)\n"
     "  --min-samples M  dbscan: faces within eps (itself included) that make a core face (default 3)\n"
     "  --out DIR        also copy the images into DIR/cluster_<k>/ (k = 0 is the largest) and\n"
     "                   DIR/noise/; DIR must be empty or absent\n"
@@ -51,6 +51,7 @@ struct cluster_input {
   Tensor<float> embeddings;
   std::vector<std::string> names;
   std::vector<std::string> faceless;
+  double threshold = 1.1;  // default --threshold / --eps: the weights' operating point when images are embedded
 };
 
 std::vector<std::string> image_paths(const std::vector<std::string>& args) {
@@ -106,19 +107,20 @@ cluster_input from_images(const args& a) {
   for (const auto& p : paths)
     if (std::find(in.faceless.begin(), in.faceless.end(), p) == in.faceless.end()) in.names.push_back(p);
   in.embeddings = fe.embed_faces(faces);
+  in.threshold = fe.model().threshold;
   return in;
 }
 
-eval::clustering run_clustering(const Tensor<float>& e, cluster_method method, const args& a) {
+eval::clustering run_clustering(const Tensor<float>& e, cluster_method method, const args& a, double threshold = 1.1) {
   if (method == cluster_method::chinese_whispers) {
     eval::chinese_whispers_options o;
-    o.threshold = a.number("threshold", o.threshold);
+    o.threshold = a.number("threshold", threshold);
     o.iterations = a.integer("iterations", o.iterations);
     o.seed = static_cast<std::uint64_t>(a.integer("seed", 0));
     return eval::chinese_whispers(e, o);
   }
   eval::dbscan_options o;
-  o.eps = a.number("eps", o.eps);
+  o.eps = a.number("eps", threshold);
   o.min_samples = a.integer("min-samples", o.min_samples);
   return eval::dbscan(e, o);
 }
@@ -177,7 +179,7 @@ int run_cluster(int argc, char** argv, int first) {
   run_clustering(Tensor<float>({0, 1}), method, *a);
   if (a->has("out")) check_out_dir(a->get("out"));
   const cluster_input in = a->has("embeddings") ? from_embeddings(*a) : from_images(*a);
-  const eval::clustering c = run_clustering(in.embeddings, method, *a);
+  const eval::clustering c = run_clustering(in.embeddings, method, *a, in.threshold);
   if (a->has("out")) write_folders(a->get("out"), c, in.names, a->has("symlink"));
   std::printf("%s\n", io::to_json(result_json(c, in, method)).c_str());
   return exit_ok;

@@ -219,7 +219,6 @@ inline double squared_distance(const Tensor<float>& e, std::int64_t i, std::int6
 // Euclidean distance of L2-normalised embeddings; facenet-pytorch's README and davidsandberg's
 // validation use this metric, with ~1.1 as the same/different threshold for the VGGFace2 model.
 inline double distance(const Tensor<float>& e, std::int64_t i, std::int64_t j) { return std::sqrt(squared_distance(e, i, j)); }
-constexpr double default_threshold = 1.1;
 
 // Boxes (green) and landmarks (red), thick enough to see on large photos.
 inline void draw_faces(data::image& img, const std::vector<detect::face>& faces) {
