@@ -1,6 +1,8 @@
 // Layers: finite-difference checks in double of every layer's backward (training and eval), the
 // state_dict names they expose, the inference forms (folded BN, packed plans) against forward, and
 // errors for misuse.
+#include <cmath>
+#include <limits>
 #include <gtest/gtest.h>
 
 #include "facenet/layers/activation.hpp"
@@ -140,6 +142,24 @@ TEST(PoolLayer, MaxAvgL2AndGlobalGradients) {
   global.forward(random_tensor<double>(shape{2, 3, 3, 4}, 26), y, false);
   EXPECT_EQ(y.shape(), (shape{2, 3, 1, 1}));
   EXPECT_THROW(layers::pool2d<double>(layers::pool_kind::max, 0, 1), argument_error);
+}
+
+// infer() takes the SIMD max pool without indices, forward() the indexed one backward needs: same
+// values, NaN propagation and ceil-mode edge windows included.
+TEST(PoolLayer, MaxInferMatchesForward) {
+  layers::pool2d<float> pool(layers::pool_kind::max, 3, 2, 1, true);
+  Tensor<float> x = random_tensor<float>(shape{2, 5, 19, 18}, 40);
+  x.data()[7 * 18 + 4] = std::numeric_limits<float>::quiet_NaN();
+  Tensor<float> trained, inferred;
+  pool.forward(x, trained, true);
+  layers::workspace<float> ws;
+  pool.infer(x, inferred, ws);
+  ASSERT_EQ(inferred.shape(), trained.shape());
+  for (std::int64_t i = 0; i < trained.numel(); ++i) {
+    const float a = trained.data()[i], b = inferred.data()[i];
+    EXPECT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << "element " << i << ": " << a << " vs " << b;
+  }
+  EXPECT_TRUE(std::isnan(inferred.data()[3 * inferred.size(3) + 2]));  // output (3, 2)'s window holds the NaN
 }
 
 TEST(LrnLayer, Gradients) {

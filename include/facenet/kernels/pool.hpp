@@ -134,16 +134,33 @@ struct max_op {
   }
 };
 
+// Scratch window_reduce needs per plane: the row combination and the sliding column reduction.
+inline std::int64_t window_scratch(const pool_geometry& g) { return 2 * g.W; }
+
 // out[i, j] = op-reduction of v(x) over the clipped window (v = identity or square): rows are
-// combined with SIMD into `col` (W values), then each output combines its columns.
+// combined with SIMD into `col` (W values), then every window lying inside the row is reduced along
+// the row with SIMD too (slide[x] = col[x] op ... op col[x + kw - 1], the same order as the scalar
+// loop) and each output picks its start; only windows clipped by padding are reduced one by one.
 template <class T, class V, class Op>
-void window_reduce(const pool_geometry& g, const T* x, T* out, T* col, V&& v, Op op) {
+void window_reduce(const pool_geometry& g, const T* x, T* out, T* scratch, V&& v, Op op) {
+  T* col = scratch;
+  T* slide = scratch + g.W;
+  const std::int64_t kw = g.cols.kernel, inner = g.W - kw + 1;
   for (std::int64_t i = 0; i < g.OH; ++i) {
     const std::int64_t r0 = g.rows.begin(i), r1 = g.rows.end(i);
     simd_map(col, x + r0 * g.W, g.W, v);
     for (std::int64_t r = r0 + 1; r < r1; ++r)
       simd_map2(col, col, x + r * g.W, g.W, [&](auto acc, auto u) { return op(acc, v(u)); });
+    if (inner > 0) {
+      simd_map(slide, col, inner, [](auto u) { return u; });
+      for (std::int64_t c = 1; c < kw; ++c) simd_map2(slide, slide, col + c, inner, op);
+    }
     for (std::int64_t j = 0; j < g.OW; ++j) {
+      const std::int64_t start = g.cols.start(j);
+      if (start >= 0 && start < inner) {
+        out[i * g.OW + j] = slide[start];
+        continue;
+      }
       T s = col[g.cols.begin(j)];
       for (std::int64_t c = g.cols.begin(j) + 1; c < g.cols.end(j); ++c) s = op(s, col[c]);
       out[i * g.OW + j] = s;
@@ -217,7 +234,7 @@ void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
   detail::require_contiguous(x, k, "x");
   y.resize(ys);
   const detail::pool_geometry g(x.shape(), ys, p);
-  detail::for_each_plane<T>(g, g.W, [&](std::int64_t plane, T* col) {
+  detail::for_each_plane<T>(g, detail::window_scratch(g), [&](std::int64_t plane, T* col) {
     detail::window_reduce(g, x.data() + plane * g.H * g.W, y.data() + plane * g.OH * g.OW, col,
                           [](auto u) { return u; }, detail::max_op{});
   });
@@ -264,7 +281,7 @@ void avg_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
   detail::require_contiguous(x, k, "x");
   y.resize(ys);
   const detail::pool_geometry g(x.shape(), ys, p);
-  detail::for_each_plane<T>(g, g.W, [&](std::int64_t plane, T* colsum) {
+  detail::for_each_plane<T>(g, detail::window_scratch(g), [&](std::int64_t plane, T* colsum) {
     T* yp = y.data() + plane * g.OH * g.OW;
     detail::window_reduce(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u; }, detail::sum_op{});
     for (std::int64_t i = 0; i < g.OH; ++i)
@@ -302,7 +319,7 @@ void l2_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y)
   y.resize(ys);
   const detail::pool_geometry g(x.shape(), ys, p);
   const T area = static_cast<T>(p.kernel_h * p.kernel_w);
-  detail::for_each_plane<T>(g, g.W, [&](std::int64_t plane, T* colsum) {
+  detail::for_each_plane<T>(g, detail::window_scratch(g), [&](std::int64_t plane, T* colsum) {
     T* yp = y.data() + plane * g.OH * g.OW;
     detail::window_reduce(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u * u; }, detail::sum_op{});
     for (std::int64_t i = 0; i < g.OH; ++i)

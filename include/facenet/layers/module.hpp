@@ -41,14 +41,11 @@ class workspace {
   void release(std::size_t mark) noexcept { next_ = mark; }
   // Scratch handed to the kernels' conv plans (packing buffers).
   Tensor<T>& kernel_scratch() { return scratch_; }
-  // Argmax indices a max pool produces and discards at once during inference.
-  Tensor<std::int32_t>& indices() { return indices_; }
 
  private:
   std::deque<Tensor<T>> slots_;  // deque: references stay valid as it grows
   std::size_t next_ = 0;
   Tensor<T> scratch_;
-  Tensor<std::int32_t> indices_;
 };
 
 // Returns the slots a module took to the workspace when it goes out of scope.

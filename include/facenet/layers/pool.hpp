@@ -23,7 +23,7 @@ class pool2d final : public module<T> {
   }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
-    run(x, y, indices_);
+    run(x, y, &indices_);
     x_ = x;
     y_ = y;
   }
@@ -39,7 +39,7 @@ class pool2d final : public module<T> {
     }
   }
 
-  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override { run(x, y, ws.indices()); }
+  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>&) const override { run(x, y, nullptr); }
   void clear_cache() override {
     x_ = y_ = Tensor<T>();
     indices_ = Tensor<std::int32_t>();
@@ -55,11 +55,17 @@ class pool2d final : public module<T> {
     p.ceil_mode = ceil_mode_;
     return p;
   }
-  void run(const Tensor<T>& x, Tensor<T>& y, Tensor<std::int32_t>& indices) const {
+  // Training keeps the argmax indices for backward; inference takes the SIMD path that needs none.
+  void run(const Tensor<T>& x, Tensor<T>& y, Tensor<std::int32_t>* indices) const {
     if (kernel_ == 0) return kernels::global_avg_pool_forward(x, y);
     const auto p = params_for(x);
     switch (kind_) {
-      case pool_kind::max: kernels::max_pool2d_forward(x, p, y, indices); break;
+      case pool_kind::max:
+        if (indices)
+          kernels::max_pool2d_forward(x, p, y, *indices);
+        else
+          kernels::max_pool2d_forward(x, p, y);
+        break;
       case pool_kind::avg: kernels::avg_pool2d_forward(x, p, y); break;
       case pool_kind::l2: kernels::l2_pool2d_forward(x, p, y); break;
     }
