@@ -23,7 +23,7 @@ struct dims {
   std::int64_t batch, in, out;
 };
 // Odd sizes around the SIMD widths and GEMM tiles, plus a 128-wide embedding layer.
-const dims cases[] = {{1, 3, 5}, {3, 17, 9}, {5, 129, 33}, {1, 257, 128}, {7, 1, 1}};
+const dims cases[] = {{1, 3, 5}, {3, 17, 9}, {5, 129, 33}, {1, 257, 128}, {1, 1031, 37}, {7, 1, 1}};
 
 TYPED_TEST(linear, matches_reference) {
   using T = TypeParam;
