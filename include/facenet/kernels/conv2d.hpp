@@ -208,10 +208,14 @@ class conv2d_plan {
   // F(2x2, 3x3) was 1.3-1.45x faster than the implicit GEMM with >= 64 input and output channels on
   // maps of 12x12 and more (IRv1 conv2d_4a, NN4 conv3 and 3a/3b), about even with 32-48 channels
   // (0.87-1.17x on IRv1 conv2d_2a/2b and Block35: the transforms cost about what the saved multiplies
-  // do) and slower on 6x6 and 3x3 maps (0.66-0.93x: few tiles per GEMM). Such weights are packed
-  // both ways; the map size picks per call.
-  static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 64 && o >= 64; }
-  static bool winograd_map(std::int64_t oh, std::int64_t ow) { return oh * ow >= 144; }
+  // do) and slower on 6x6 and 3x3 maps (0.66-0.93x: few tiles per GEMM). On 2 threads the 32-channel
+  // layers on big maps gained too (conv2d_2a/2b at 77x77: 1.16x/1.18x) while Block35's 17x17 lost
+  // (0.85x). Such weights are packed both ways; the map size picks per call.
+  static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 32 && o >= 32; }
+  bool winograd_map(std::int64_t oh, std::int64_t ow) const {
+    const bool narrow = w_shape_[0] < 64 || w_shape_[1] < 64;
+    return oh * ow >= (narrow ? 48 * 48 : 144);
+  }
 
   // The algorithm forward() uses for an input of shape x.
   conv2d_algo algo_for(const shape& x) const {
