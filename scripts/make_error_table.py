@@ -134,6 +134,9 @@ def make_inputs(t, tool):
     os.makedirs(f"{t}/torn_ckpt", exist_ok=True)
     write(f"{t}/torn_ckpt/checkpoint.safetensors", c[:len(c) // 3])
     write(f"{t}/a_file", b"x")
+    write(f"{t}/vector.npy", npy("<f4", (4,), struct.pack("<4f", 0.5, 0.5, 0.5, 0.5)))
+    write(f"{t}/emb.npy", npy("<f4", (3, 2), struct.pack("<6f", 1, 0, 0, 1, 0.6, 0.8)))
+    write(f"{t}/names.txt", b"alice.jpg\nbob.jpg\n")
 
     embed = ["embed", "--no-detect", "--threads", "1"]
     embed_good = embed + ["--weights", good]
@@ -169,6 +172,10 @@ def make_inputs(t, tool):
         ("LFW pairs file with a non-numeric image number", ["eval-lfw", "--images", f"{t}/faces", "--pairs", f"{t}/pairs.txt"]),
         ("non-numeric option value", train + ["--lr", "fast"]),
         ("unknown option", ["embed", "--wieghts", good, face]),
+        ("cluster: embeddings .npy that is 1-D", ["cluster", "--embeddings", f"{t}/vector.npy"]),
+        ("cluster: fewer --names than embedding rows", ["cluster", "--embeddings", f"{t}/emb.npy", "--names", f"{t}/names.txt"]),
+        ("cluster: --out into a directory that is not empty", ["cluster", "--embeddings", f"{t}/emb.npy", "--out", f"{t}/faces"]),
+        ("cluster: negative DBSCAN radius", ["cluster", "--embeddings", f"{t}/emb.npy", "--method", "dbscan", "--eps", "-1"]),
     ]
 
 
