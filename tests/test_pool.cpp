@@ -1,6 +1,8 @@
 #include "facenet/kernels/pool.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "facenet/kernels/reference/pool.hpp"
@@ -180,6 +182,34 @@ TYPED_TEST(pool, matches_reference) {
       k::l2_pool2d_backward(dy, x, y, p, dx);
       ref::l2_pool2d_backward(dy, x, y_ref, p, dx_ref);
       EXPECT_LE(max_abs_diff(dx, dx_ref), 20 * tol<T>()) << what;
+    }
+}
+
+// Ties and NaNs decide which element gets the gradient: the SIMD indexed path must choose the
+// reference's (first maximum in row-major order, last NaN), not just an equal value.
+TYPED_TEST(pool, max_indices_with_ties_and_nans_match_reference) {
+  using T = TypeParam;
+  for (const auto& s : odd_shapes)
+    for (const auto& p : param_sets()) {
+      Tensor<T> x(s);
+      std::uint32_t state = 12345;
+      for (std::int64_t i = 0; i < x.numel(); ++i) {
+        state = state * 1664525u + 1013904223u;
+        const std::uint32_t r = state >> 24;  // 0..255
+        x.data()[i] = r < 8 ? std::numeric_limits<T>::quiet_NaN() : r < 16 ? -std::numeric_limits<T>::infinity()
+                                                                            : static_cast<T>(r % 4);
+      }
+      Tensor<T> y, y_ref;
+      Tensor<std::int32_t> idx, idx_ref;
+      k::max_pool2d_forward(x, p, y, idx);
+      ref::max_pool2d_forward(x, p, y_ref, idx_ref);
+      ASSERT_EQ(idx.shape(), idx_ref.shape());
+      for (std::int64_t i = 0; i < idx.numel(); ++i) {
+        ASSERT_EQ(idx.data()[i], idx_ref.data()[i]) << s.str() << " k" << p.kernel_h << "x" << p.kernel_w << " s"
+                                                    << p.stride_h << "x" << p.stride_w << " output " << i;
+        const T a = y.data()[i], b = y_ref.data()[i];
+        ASSERT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << "output " << i << ": " << a << " vs " << b;
+      }
     }
 }
 

@@ -116,6 +116,20 @@ template <class T>
 inline batch<T> max_propagate_nan(const batch<T>& acc, const batch<T>& v) {
   return xsimd::select((v > acc) || !(v == v), v, acc);  // not v != v: xsimd compares ordered
 }
+// max_propagate_nan's update carrying an argmax along: lanes where v wins take v and v_at.
+template <class T>
+inline void max_with_index(batch<T>& acc, batch<T>& at, const batch<T>& v, const batch<T>& v_at) {
+  const auto take = (v > acc) || !(v == v);
+  acc = xsimd::select(take, v, acc);
+  at = xsimd::select(take, v_at, at);
+}
+// {0, 1, ..., width - 1}.
+template <class T>
+inline batch<T> iota() {
+  alignas(64) T lanes[width<T>];
+  for (std::size_t i = 0; i < width<T>; ++i) lanes[i] = static_cast<T>(i);
+  return batch<T>::load_aligned(lanes);
+}
 // Horizontal sum (xsimd 8.1 spells it hadd; newer versions reduce_add).
 template <class T>
 inline T reduce_add(const batch<T>& v) {

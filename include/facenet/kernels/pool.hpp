@@ -181,6 +181,92 @@ void spread_windows(const pool_geometry& g, const T* coef, T* dx, T* rowbuf) {
   }
 }
 
+// One output of indexed max pooling, the reference loop: the first maximum in row-major order, or the
+// last NaN (PyTorch's `if (v > m || isnan(v))`).
+template <class T>
+void indexed_max_window(const pool_geometry& g, const T* x, T* y, std::int32_t* ind, std::int64_t i, std::int64_t j) {
+  std::int64_t best = g.rows.begin(i) * g.W + g.cols.begin(j);
+  T m = -std::numeric_limits<T>::infinity();
+  for (std::int64_t r = g.rows.begin(i); r < g.rows.end(i); ++r)
+    for (std::int64_t c = g.cols.begin(j); c < g.cols.end(j); ++c) {
+      const T v = x[r * g.W + c];
+      if (v > m || std::isnan(v)) {
+        m = v;
+        best = r * g.W + c;
+      }
+    }
+  y[i * g.OW + j] = m;
+  ind[i * g.OW + j] = static_cast<std::int32_t>(best);
+}
+
+// The SIMD form below carries positions as T, exact while a plane has fewer than 2^digits elements.
+template <class T>
+bool indexed_max_simd_applies(const pool_geometry& g) {
+  const std::int64_t inner = g.W - g.cols.kernel + 1;
+  return inner > 0 && g.H * g.W < (std::int64_t(1) << std::numeric_limits<T>::digits);
+}
+inline std::int64_t indexed_max_scratch(const pool_geometry& g) {
+  const std::int64_t inner = g.W - g.cols.kernel + 1;
+  return 2 * (g.H + 1) * inner;
+}
+
+// Indexed max pooling of one plane with SIMD: every window inside the row is first reduced along its
+// row (per input row), then down the rows, each step with the reference's update. That picks the
+// reference's element: row-major order's first maximum is the first maximum of the first row holding
+// it, and its last NaN the last NaN of the last row holding one. Windows clipped by padding columns
+// take the reference loop.
+template <class T>
+void indexed_max_plane(const pool_geometry& g, const T* x, T* y, std::int32_t* ind, T* scratch) {
+  using V = simd::batch<T>;
+  constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
+  const std::int64_t kw = g.cols.kernel, inner = g.W - kw + 1;
+  T* hv = scratch;                  // [H][inner]: row maxima of the windows starting at column x
+  T* ha = hv + g.H * inner;         // [H][inner]: their positions r * W + c
+  T* cv = ha + g.H * inner;         // [inner]: one output row's window maxima
+  T* ca = cv + inner;               // [inner]: their positions
+  const V lanes = simd::iota<T>();
+  const auto chunks = [&](auto&& f) {  // f(x0, n) over [0, inner) in vectors, the last one partial
+    for (std::int64_t x0 = 0; x0 < inner; x0 += w) f(x0, std::min(w, inner - x0));
+  };
+  const auto load = [](const T* p, std::int64_t n) {
+    return n == w ? simd::load(p) : simd::load_partial(p, static_cast<std::size_t>(n));
+  };
+  const auto store = [](T* p, const V& v, std::int64_t n) {
+    if (n == w)
+      simd::store(p, v);
+    else
+      simd::store_partial(p, v, static_cast<std::size_t>(n));
+  };
+  for (std::int64_t r = 0; r < g.H; ++r)
+    chunks([&](std::int64_t x0, std::int64_t n) {
+      const T* row = x + r * g.W + x0;
+      V m = load(row, n), at = lanes + V(static_cast<T>(r * g.W + x0));
+      for (std::int64_t c = 1; c < kw; ++c)
+        simd::max_with_index(m, at, load(row + c, n), lanes + V(static_cast<T>(r * g.W + x0 + c)));
+      store(hv + r * inner + x0, m, n);
+      store(ha + r * inner + x0, at, n);
+    });
+  for (std::int64_t i = 0; i < g.OH; ++i) {
+    const std::int64_t r0 = g.rows.begin(i), r1 = g.rows.end(i);
+    chunks([&](std::int64_t x0, std::int64_t n) {
+      V m = load(hv + r0 * inner + x0, n), at = load(ha + r0 * inner + x0, n);
+      for (std::int64_t r = r0 + 1; r < r1; ++r)
+        simd::max_with_index(m, at, load(hv + r * inner + x0, n), load(ha + r * inner + x0, n));
+      store(cv + x0, m, n);
+      store(ca + x0, at, n);
+    });
+    for (std::int64_t j = 0; j < g.OW; ++j) {
+      const std::int64_t start = g.cols.start(j);
+      if (start < 0 || start >= inner) {
+        indexed_max_window(g, x, y, ind, i, j);
+        continue;
+      }
+      y[i * g.OW + j] = cv[start];
+      ind[i * g.OW + j] = static_cast<std::int32_t>(ca[start]);
+    }
+  }
+}
+
 template <class T>
 void check_pool_grad(const Tensor<T>& dy, const shape& x_shape, const shape& y_shape, const char* kernel) {
   require_contiguous(dy, kernel, "dy");
@@ -203,25 +289,14 @@ void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
   y.resize(ys);
   indices.resize(ys);
   const detail::pool_geometry g(x.shape(), ys, p);
-  detail::for_each_plane<T>(g, 0, [&](std::int64_t plane, T*) {
+  const bool simd_path = detail::indexed_max_simd_applies<T>(g);
+  detail::for_each_plane<T>(g, simd_path ? detail::indexed_max_scratch(g) : 0, [&](std::int64_t plane, T* scratch) {
     const T* xp = x.data() + plane * g.H * g.W;
     T* yp = y.data() + plane * g.OH * g.OW;
     std::int32_t* ip = indices.data() + plane * g.OH * g.OW;
+    if (simd_path) return detail::indexed_max_plane(g, xp, yp, ip, scratch);
     for (std::int64_t i = 0; i < g.OH; ++i)
-      for (std::int64_t j = 0; j < g.OW; ++j) {
-        std::int64_t best = g.rows.begin(i) * g.W + g.cols.begin(j);
-        T m = -std::numeric_limits<T>::infinity();
-        for (std::int64_t r = g.rows.begin(i); r < g.rows.end(i); ++r)
-          for (std::int64_t c = g.cols.begin(j); c < g.cols.end(j); ++c) {
-            const T v = xp[r * g.W + c];
-            if (v > m || std::isnan(v)) {
-              m = v;
-              best = r * g.W + c;
-            }
-          }
-        yp[i * g.OW + j] = m;
-        ip[i * g.OW + j] = static_cast<std::int32_t>(best);
-      }
+      for (std::int64_t j = 0; j < g.OW; ++j) detail::indexed_max_window(g, xp, yp, ip, i, j);
   });
 }
 
