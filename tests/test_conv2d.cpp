@@ -47,6 +47,9 @@ const conv_case kCases[] = {
     {2, 11, 5, 5, 9, 1, 3, fk::conv2d_params::symmetric(0, 1)},  // Block8 1x3
     {1, 11, 5, 5, 9, 3, 1, fk::conv2d_params::symmetric(1, 0)},  // Block8 3x1
     {1, 5, 9, 6, 3, 3, 1, pads(0, 0, 0, 0)},             // implicit straight from the input (no copy)
+    {5, 3, 15, 15, 4, 3, 3, fk::conv2d_params::symmetric(1, 1)},     // 225 pixels: groups of 3 images, then 2
+    {5, 6, 12, 12, 5, 1, 1, pads(0, 0, 0, 0)},           // 1x1, 144 pixels: backward in groups of 4, then 1
+    {7, 5, 7, 7, 6, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // strided, all 7 images in one group
 };
 
 template <class T>

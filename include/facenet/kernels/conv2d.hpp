@@ -81,9 +81,48 @@ template <class T>
 void forward_batch(const conv_geometry& g, conv_forward_args<T> a, const T* x, T* y, const T* residual, T* ws,
                    std::int64_t* offsets) {
   if (g.batched_pointwise()) return forward_batched_pointwise(g, a, x, y, residual, ws);
+  if (const std::int64_t group = images_per_gemm<T>(g); group > 1 && !g.pointwise())
+    return forward_grouped(g, a, x, y, residual, ws, group);
   for (std::int64_t i = 0; i < g.n; ++i) {
     a.residual = residual ? residual + i * g.out_size() : nullptr;
     forward_image(g, a, x + i * g.in_size(), y + i * g.out_size(), ws, offsets);
+  }
+}
+
+// conv2d_backward_data for `group` images per GEMM (images_per_gemm): dy of the group side by side
+// [o, group*S], dcol = W^T dy in one product, then col2im (or, for 1x1, a scatter) per image.
+template <class T>
+void backward_data_grouped(const conv_geometry& g, const T* w, const T* dy, T* dx, std::int64_t group) {
+  const std::int64_t s = g.spatial();
+  T* dys = thread_scratch<T>(5, g.o * group * s);
+  T* dcol = thread_scratch<T>(2, g.k() * group * s);
+  for (std::int64_t i0 = 0; i0 < g.n; i0 += group) {
+    const std::int64_t images = std::min(group, g.n - i0), cols = images * s;
+    gather_planes(dy + i0 * g.out_size(), g.out_size(), g.o, s, images, dys);
+    gemm<T>(true, false, g.k(), cols, g.o, T(1), w, g.k(), dys, cols, T(0), dcol, cols);
+    if (g.pointwise()) {
+      scatter_planes(dcol, g.in_size(), g.c, s, images, dx + i0 * g.in_size());
+      continue;
+    }
+    for (std::int64_t j = 0; j < images; ++j) col2im(g, dcol + j * s, dx + (i0 + j) * g.in_size(), cols);
+  }
+}
+
+// conv2d_backward_weight for `group` images per GEMM: dw (+)= dy [o, group*S] * col [k, group*S]^T,
+// one product per group whose depth runs over the group's pixels.
+template <class T>
+void backward_weight_grouped(const conv_geometry& g, const T* x, const T* dy, T* dw, std::int64_t group) {
+  const std::int64_t s = g.spatial();
+  T* dys = thread_scratch<T>(5, g.o * group * s);
+  T* col = thread_scratch<T>(2, g.k() * group * s);
+  for (std::int64_t i0 = 0; i0 < g.n; i0 += group) {
+    const std::int64_t images = std::min(group, g.n - i0), cols = images * s;
+    gather_planes(dy + i0 * g.out_size(), g.out_size(), g.o, s, images, dys);
+    if (g.pointwise())
+      gather_planes(x + i0 * g.in_size(), g.in_size(), g.c, s, images, col);
+    else
+      for (std::int64_t j = 0; j < images; ++j) im2col(g, x + (i0 + j) * g.in_size(), col + j * s, cols);
+    gemm<T>(false, true, g.o, g.k(), cols, T(1), dys, cols, col, cols, i0 == 0 ? T(0) : T(1), dw, g.k());
   }
 }
 
@@ -122,6 +161,8 @@ void conv2d_backward_data(const Tensor<T>& dy, const Tensor<T>& w, const shape& 
   w.require_contiguous("conv2d_backward_data weights");
   dx.resize(x_shape);
   const std::int64_t s = g.spatial();
+  if (const std::int64_t group = detail::images_per_gemm<T>(g); group > 1)
+    return detail::backward_data_grouped(g, w.data(), dy.data(), dx.data(), group);
   T* col = g.pointwise() ? nullptr : detail::thread_scratch<T>(2, g.k() * s);
   for (std::int64_t i = 0; i < g.n; ++i) {
     T* dxi = dx.data() + i * g.in_size();
@@ -148,13 +189,17 @@ void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& 
   dy.require_contiguous("conv2d_backward_weight dy");
   dw.require_contiguous("conv2d_backward_weight dw");
   const std::int64_t s = g.spatial();
-  T* col = g.pointwise() ? nullptr : detail::thread_scratch<T>(2, g.k() * s);
-  for (std::int64_t i = 0; i < g.n; ++i) {
-    const T* xi = x.data() + i * g.in_size();
-    if (col) detail::im2col(g, xi, col);
-    // dw[o, k] (+)= dy[o, s] * col[k, s]^T.
-    gemm<T>(false, true, g.o, g.k(), s, T(1), dy.data() + i * g.out_size(), s, col ? col : xi, s, i == 0 ? T(0) : T(1),
-            dw.data(), g.k());
+  if (const std::int64_t group = detail::images_per_gemm<T>(g); group > 1) {
+    detail::backward_weight_grouped(g, x.data(), dy.data(), dw.data(), group);
+  } else {
+    T* col = g.pointwise() ? nullptr : detail::thread_scratch<T>(2, g.k() * s);
+    for (std::int64_t i = 0; i < g.n; ++i) {
+      const T* xi = x.data() + i * g.in_size();
+      if (col) detail::im2col(g, xi, col);
+      // dw[o, k] (+)= dy[o, s] * col[k, s]^T.
+      gemm<T>(false, true, g.o, g.k(), s, T(1), dy.data() + i * g.out_size(), s, col ? col : xi, s, i == 0 ? T(0) : T(1),
+              dw.data(), g.k());
+    }
   }
   if (g.n == 0) dw.zero();
   if (!db) return;

@@ -53,9 +53,11 @@ inline void valid_outputs(std::int64_t in, std::int64_t stride, std::int64_t off
   hi = std::max(lo, std::min(hi, out));
 }
 
-// col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside).
+// col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside). Rows of
+// col are `ld` apart (default oh*ow; wider when several images sit side by side).
 template <class T>
-void im2col(const conv_geometry& g, const T* x, T* col) {
+void im2col(const conv_geometry& g, const T* x, T* col, std::int64_t ld = 0) {
+  if (ld == 0) ld = g.spatial();
   parallel::parallel_for(
       0, g.k(),
       [&](std::int64_t row) {
@@ -63,7 +65,7 @@ void im2col(const conv_geometry& g, const T* x, T* col) {
         std::int64_t ox_lo, ox_hi, oy_lo, oy_hi;
         valid_outputs(g.w, g.sw, kx - g.pl, g.ow, ox_lo, ox_hi);
         valid_outputs(g.h, g.sh, ky - g.pt, g.oh, oy_lo, oy_hi);
-        T* dst = col + row * g.spatial();
+        T* dst = col + row * ld;
         const T* src = x + c * g.h * g.w;
         for (std::int64_t oy = 0; oy < g.oh; ++oy, dst += g.ow) {
           if (oy < oy_lo || oy >= oy_hi) {
@@ -83,9 +85,10 @@ void im2col(const conv_geometry& g, const T* x, T* col) {
 }
 
 // The adjoint of im2col: dx[c][iy][ix] = sum of the col entries that read it. Overwrites dx. Threads
-// own whole channels, so no two write the same element.
+// own whole channels, so no two write the same element. Rows of col are `ld` apart, as in im2col.
 template <class T>
-void col2im(const conv_geometry& g, const T* col, T* dx) {
+void col2im(const conv_geometry& g, const T* col, T* dx, std::int64_t ld = 0) {
+  if (ld == 0) ld = g.spatial();
   parallel::parallel_for(
       0, g.c,
       [&](std::int64_t c) {
@@ -93,7 +96,7 @@ void col2im(const conv_geometry& g, const T* col, T* dx) {
         std::fill(dst, dst + g.h * g.w, T(0));
         for (std::int64_t ky = 0; ky < g.kh; ++ky)
           for (std::int64_t kx = 0; kx < g.kw; ++kx) {
-            const T* src = col + ((c * g.kh + ky) * g.kw + kx) * g.spatial();
+            const T* src = col + ((c * g.kh + ky) * g.kw + kx) * ld;
             std::int64_t ox_lo, ox_hi, oy_lo, oy_hi;
             valid_outputs(g.w, g.sw, kx - g.pl, g.ow, ox_lo, ox_hi);
             valid_outputs(g.h, g.sh, ky - g.pt, g.oh, oy_lo, oy_hi);
@@ -173,11 +176,50 @@ struct conv_forward_args {
   bool relu = false;
 };
 
-// Scratch elements forward_image needs (padded image + extended output, or im2col matrix).
+// Images whose lowered matrices sit side by side in one GEMM (image j in columns [j*S, (j+1)*S), S =
+// oh*ow). On maps below 256 pixels one product per image has a few dozen to a few hundred columns -
+// mostly edge tiles, and a thread barrier each - so groups of images make products of >= 512 columns;
+// the lowered block of a group stays within 8 MiB. 1 = image by image (larger maps: grouping them
+// further, to 2048 columns, made an NN4 training step slower, 5.35 -> 5.85 s on one loaded thread).
+template <class T>
+std::int64_t images_per_gemm(const conv_geometry& g) {
+  const std::int64_t s = g.spatial();
+  if (g.n <= 1 || s >= 256) return 1;
+  const std::int64_t per_image = std::max(g.k(), g.o) * s * static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t cap = std::max<std::int64_t>(1, (std::int64_t(8) << 20) / per_image);
+  return std::min({g.n, cap, (512 + s - 1) / s});
+}
+
+// dst[r][j*S + i] = src[j*image + r*S + i] for r < rows, j < images: the planes of `images` images
+// side by side (a group's GEMM operand); scatter_planes is its inverse.
+template <class T>
+void gather_planes(const T* src, std::int64_t image, std::int64_t rows, std::int64_t s, std::int64_t images, T* dst) {
+  parallel::parallel_for(
+      0, rows * images,
+      [&](std::int64_t t) {
+        const std::int64_t r = t / images, j = t % images;
+        std::copy(src + j * image + r * s, src + j * image + (r + 1) * s, dst + r * images * s + j * s);
+      },
+      min_iterations(s));
+}
+template <class T>
+void scatter_planes(const T* src, std::int64_t image, std::int64_t rows, std::int64_t s, std::int64_t images, T* dst) {
+  parallel::parallel_for(
+      0, rows * images,
+      [&](std::int64_t t) {
+        const std::int64_t r = t / images, j = t % images;
+        std::copy(src + r * images * s + j * s, src + r * images * s + (j + 1) * s, dst + j * image + r * s);
+      },
+      min_iterations(s));
+}
+
+// Scratch elements forward_image needs (padded image + extended output, or im2col matrix), or a
+// group's product and lowered inputs (forward_grouped).
 template <class T>
 std::int64_t forward_workspace_size(const conv_geometry& g) {
   if (g.batched_pointwise()) return g.o * g.n * g.spatial();
   if (g.pointwise()) return 0;
+  if (const std::int64_t group = images_per_gemm<T>(g); group > 1) return (g.o + g.k()) * group * g.spatial();
   if (g.implicit())
     return (g.needs_padded_copy() ? g.padded_size() : 0) + (g.needs_compaction() ? g.o * g.extended_n() : 0);
   return g.k() * g.spatial();
@@ -236,22 +278,48 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
       min_iterations(en));
 }
 
+// y[i0 + j, o, :] = epilogue(C[o, j*hw : (j+1)*hw]) for the `images` images of a group whose product
+// C [o, images*hw] is in `c`, with the residual and scale of each image.
+template <class T>
+void finish_group(const conv_geometry& g, const conv_forward_args<T>& a, const T* c, std::int64_t i0, std::int64_t images,
+                  T* y, const T* residual) {
+  const std::int64_t hw = g.spatial(), cols = images * hw;
+  parallel::parallel_for(
+      0, images * g.o,
+      [&](std::int64_t r) {
+        const std::int64_t j = r / g.o, oc = r % g.o, at = (i0 + j) * g.out_size() + oc * hw;
+        epilogue_row(c + oc * cols + j * hw, y + at, hw, a.bias ? a.bias[oc] : T(0), residual ? residual + at : nullptr,
+                     a.residual_scale, a.relu);
+      },
+      min_iterations(hw));
+}
+
 // The whole batch's 1x1 convolution as one GEMM (see batched_pointwise): C[o, n*hw] in `ws`, then
-// y[i, o, :] = epilogue(C[o, i*hw : (i+1)*hw]) with the residual and scale of image i.
+// the epilogue pass into y.
 template <class T>
 void forward_batched_pointwise(const conv_geometry& g, const conv_forward_args<T>& a, const T* x, T* y, const T* residual,
                                T* ws) {
   const std::int64_t hw = g.spatial(), cols = g.n * hw;
   gemm_run(g.o, cols, g.k(), T(1), a.weights, b_batched<T>{x, hw, g.in_size(), g.n}, T(0), ws, cols,
            static_cast<const gemm_epilogue<T>*>(nullptr));
-  parallel::parallel_for(
-      0, g.n * g.o,
-      [&](std::int64_t r) {
-        const std::int64_t i = r / g.o, oc = r % g.o, at = i * g.out_size() + oc * hw;
-        epilogue_row(ws + oc * cols + i * hw, y + at, hw, a.bias ? a.bias[oc] : T(0), residual ? residual + at : nullptr,
-                     a.residual_scale, a.relu);
-      },
-      min_iterations(hw));
+  finish_group(g, a, ws, 0, g.n, y, residual);
+}
+
+// A k x k convolution over small maps, `group` images per GEMM (images_per_gemm): their im2col
+// matrices side by side, one product into scratch, then the epilogue pass into y.
+template <class T>
+void forward_grouped(const conv_geometry& g, const conv_forward_args<T>& a, const T* x, T* y, const T* residual, T* ws,
+                     std::int64_t group) {
+  const std::int64_t hw = g.spatial();
+  T* c = ws;
+  T* col = ws + g.o * group * hw;
+  for (std::int64_t i0 = 0; i0 < g.n; i0 += group) {
+    const std::int64_t images = std::min(group, g.n - i0), cols = images * hw;
+    for (std::int64_t j = 0; j < images; ++j) im2col(g, x + (i0 + j) * g.in_size(), col + j * hw, cols);
+    gemm_run(g.o, cols, g.k(), T(1), a.weights, b_matrix<T>{col, cols, false}, T(0), c, cols,
+             static_cast<const gemm_epilogue<T>*>(nullptr));
+    finish_group(g, a, c, i0, images, y, residual);
+  }
 }
 
 }  // namespace facenet::kernels::detail

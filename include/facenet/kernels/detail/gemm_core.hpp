@@ -65,8 +65,9 @@ inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1
 // Per-thread growable 64-byte-aligned scratch: steady state never allocates. `slot` separates the
 // independent buffers one thread needs at once: T slots 0/1 = packed B/A panels (every GEMM thread),
 // T slot 2 = convolution lowering (calling thread), T slot 3 = Winograd chunks (every conv thread),
-// T slot 4 = B^T of a few-column product (calling thread), int64 slot 2 = conv row offsets, int64
-// slot 3 = matrix row offsets (calling thread).
+// T slot 4 = B^T of a few-column product (calling thread), T slot 5 = a group's dy side by side
+// (grouped convolution backward, calling thread), int64 slot 2 = conv row offsets, int64 slot 3 =
+// matrix row offsets (calling thread).
 template <class T>
 T* thread_scratch(int slot, std::int64_t count) {
   struct buffer {
@@ -76,7 +77,7 @@ T* thread_scratch(int slot, std::int64_t count) {
       if (p) ::operator delete(p, std::align_val_t(64));
     }
   };
-  thread_local buffer buffers[5];
+  thread_local buffer buffers[6];
   buffer& b = buffers[slot];
   const std::size_t need = static_cast<std::size_t>(count) * sizeof(T) + 64;
   if (need > b.bytes) {
