@@ -305,7 +305,10 @@ class file {
     for (std::int32_t i = 0; i < ndim; ++i) strides.push_back(r.i64("tensor stride"));
     for (std::int64_t s : sizes)
       if (s < 0 || s > (std::int64_t{1} << 40)) r.fail("tensor size " + std::to_string(s) + " out of range");
-    const std::int64_t offset = r.i64("tensor storage offset") - 1;  // stored 1-based
+    const std::int64_t stored_offset = r.i64("tensor storage offset");  // 1-based
+    if (stored_offset < 0 || stored_offset > (std::int64_t{1} << 62))
+      r.fail("tensor storage offset " + std::to_string(stored_offset) + " out of range");
+    const std::int64_t offset = stored_offset - 1;
     const std::size_t storage = read_object(r, depth + 1);
     if (storage != 0 && values_[storage].k != kind::storage)
       r.fail("tensor storage is a " + values_[storage].text + ", not a storage");
