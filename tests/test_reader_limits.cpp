@@ -189,11 +189,42 @@ TEST(reader_limits, jpeg_huffman_table_with_more_than_256_codes_is_refused_befor
   jpeg += std::string(320, '\x01');
   jpeg += "\xff\xd9";
   const auto* d = reinterpret_cast<const std::uint8_t*>(jpeg.data());
-  EXPECT_FALSE(facenet::data::detail::jpeg_huffman_tables_fit(d, jpeg.size()));
+  EXPECT_NE(facenet::data::detail::jpeg_huffman_problem(d, jpeg.size()), nullptr);
   const std::string msg = format_error_of([&] { facenet::data::decode_image(d, jpeg.size()); });
   EXPECT_TRUE(contains(msg, "Huffman table declares more than 256 codes")) << msg;
   jpeg[8] = 15;  // 315 codes: still too many
-  EXPECT_FALSE(facenet::data::detail::jpeg_huffman_tables_fit(d, jpeg.size()));
+  EXPECT_NE(facenet::data::detail::jpeg_huffman_problem(d, jpeg.size()), nullptr);
+}
+
+// A DHT with 2 codes for table `class_id`, then an SOS of one component using DC table 0 and AC
+// table 0, spectral selection ss..se, successive approximation ah/al (progressive if `sof` is C2).
+std::string jpeg_scan(std::uint8_t sof, std::uint8_t class_id, std::uint8_t ss, std::uint8_t se, std::uint8_t ah) {
+  std::string j = "\xff\xd8";
+  j += std::string("\xff") + static_cast<char>(sof) + std::string("\x00\x0b\x08\x00\x08\x00\x08\x01\x01\x11\x00", 11);
+  j += std::string("\xff\xc4\x00\x15", 4) + static_cast<char>(class_id) + std::string("\x01\x01", 2) + std::string(14, '\0') +
+       std::string("\x00\x01", 2);
+  j += std::string("\xff\xda\x00\x08\x01\x01\x00", 7) + static_cast<char>(ss) + static_cast<char>(se) +
+       static_cast<char>(ah << 4);
+  return j + std::string(8, '\x55') + "\xff\xd9";
+}
+
+TEST(reader_limits, jpeg_scan_with_a_huffman_table_never_defined_is_refused) {
+  // stb_image 2.27 would decode with an uninitialised table (its decoder state is malloc'ed, not
+  // cleared): an index of -5 into a 256-entry array in fuzz_image's find.
+  const auto problem = [](const std::string& j) {
+    return facenet::data::detail::jpeg_huffman_problem(reinterpret_cast<const std::uint8_t*>(j.data()), j.size());
+  };
+  EXPECT_NE(problem(jpeg_scan(0xC0, 0x00, 0, 63, 0)), nullptr);    // baseline: DC defined, AC not
+  EXPECT_NE(problem(jpeg_scan(0xC0, 0x10, 0, 63, 0)), nullptr);    // baseline: AC defined, DC not
+  EXPECT_NE(problem(jpeg_scan(0xC2, 0x00, 1, 5, 0)), nullptr);     // progressive AC scan without an AC table
+  EXPECT_NE(problem(jpeg_scan(0xC2, 0x10, 0, 0, 0)), nullptr);     // progressive first DC scan without a DC table
+  EXPECT_EQ(problem(jpeg_scan(0xC2, 0x00, 0, 0, 0)), nullptr);     // ... with one
+  EXPECT_EQ(problem(jpeg_scan(0xC2, 0x10, 0, 0, 1)), nullptr);     // DC refinement decodes no Huffman codes
+  EXPECT_EQ(problem(jpeg_scan(0xC2, 0x10, 1, 5, 0)), nullptr);     // AC scan with its AC table
+  const std::string j = jpeg_scan(0xC2, 0x00, 1, 5, 0);
+  const std::string msg =
+      format_error_of([&] { facenet::data::decode_image(reinterpret_cast<const std::uint8_t*>(j.data()), j.size()); });
+  EXPECT_TRUE(contains(msg, "no DHT segment defined")) << msg;
 }
 
 TEST(reader_limits, pgm_header_numbers_must_fit_an_int) {

@@ -76,12 +76,18 @@ inline bool jpeg_has_end_after_scan(const std::uint8_t* d, std::size_t n) {
   return false;
 }
 
-// False when a DHT segment stb_image would read declares more than 256 codes in one table. The
-// Debian stb_image (2.27) lacks upstream's later check for that and writes the code lengths and
-// symbols past its 257-entry arrays. The walk follows stb's parsing: segments are skipped by their
-// length, anything else (junk, entropy-coded data, FF 00 stuffing, restart markers) is scanned byte by
-// byte for the next marker, so every DHT stb can reach is checked (and, on damaged files, a few more).
-inline bool jpeg_huffman_tables_fit(const std::uint8_t* d, std::size_t n) {
+// What in the Huffman tables would make stb_image (Debian's 2.27) write or read outside its arrays, or
+// null when nothing: a DHT segment declaring more than 256 codes in one table (2.27 lacks upstream's
+// later check and writes the code lengths and symbols past its 257-entry arrays), or a scan that
+// decodes with a table no earlier DHT defined (stb's decoder state is malloc'ed, not cleared, so the
+// table would be whatever the heap held: found by fuzz_image). The walk follows stb's parsing:
+// segments are skipped by their length, anything else (junk, entropy-coded data, FF 00 stuffing,
+// restart markers) is scanned byte by byte for the next marker, so every DHT and SOS stb can reach is
+// checked (and, on damaged files, a few more).
+inline const char* jpeg_huffman_problem(const std::uint8_t* d, std::size_t n) {
+  const auto at = [&](std::size_t i) -> std::uint32_t { return i < n ? d[i] : 0; };  // stb reads 0 past the end
+  bool defined[2][4] = {};  // [DC, AC][table id]
+  bool progressive = false;
   std::size_t pos = jpeg_soi_end(d, n);
   while (pos < n) {
     if (d[pos] != 0xFF) {
@@ -89,27 +95,41 @@ inline bool jpeg_huffman_tables_fit(const std::uint8_t* d, std::size_t n) {
       continue;
     }
     while (pos < n && d[pos] == 0xFF) ++pos;
-    if (pos + 2 >= n) return true;
+    if (pos + 2 >= n) return nullptr;
     const std::uint8_t m = d[pos++];
     if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) continue;  // no length field
-    if (m == 0xD9) return true;  // end of image: stb stops here
+    if (m == 0xD9) return nullptr;  // end of image: stb stops here
     const std::size_t len = (static_cast<std::size_t>(d[pos]) << 8) | d[pos + 1];
-    if (len < 2) return true;  // stb refuses the segment and stops
+    if (len < 2) return nullptr;  // stb refuses the segment and stops
+    if (m == 0xC2) progressive = true;
     if (m == 0xC4) {
-      // Tables as stb reads them: class/id byte, 16 counts, the symbols; bytes past the end read as 0.
-      const auto at = [&](std::size_t i) -> std::uint32_t { return i < n ? d[i] : 0; };
+      // Tables as stb reads them: class/id byte, 16 counts, the symbols.
       std::size_t t = pos + 2;
       for (std::int64_t left = static_cast<std::int64_t>(len) - 2; left > 0;) {
         std::uint32_t codes = 0;
         for (std::size_t i = 1; i <= 16; ++i) codes += at(t + i);
-        if (codes > 256) return false;
+        if (codes > 256) return "a Huffman table declares more than 256 codes";
+        const std::uint32_t table_class = at(t) >> 4, id = at(t) & 15;
+        if (table_class <= 1 && id <= 3) defined[table_class][id] = true;  // others: stb refuses the file
         t += 17 + codes;
         left -= 17 + static_cast<std::int64_t>(codes);
       }
     }
+    if (m == 0xDA) {
+      // Components (id, DC << 4 | AC table), then spectral start and end, successive approximation.
+      const std::size_t count = at(pos + 2), spectral = pos + 3 + 2 * count;
+      const bool dc_first = at(spectral) == 0 && (at(spectral + 2) >> 4) == 0, ac = at(spectral + 1) > 0;
+      for (std::size_t i = 0; i < count; ++i) {
+        const std::uint32_t dc_id = at(pos + 4 + 2 * i) >> 4, ac_id = at(pos + 4 + 2 * i) & 15;
+        if (dc_id > 3 || ac_id > 3) continue;  // stb refuses the scan
+        const bool needs_dc = progressive ? dc_first : true, needs_ac = progressive ? ac : true;
+        if ((needs_dc && !defined[0][dc_id]) || (needs_ac && !defined[1][ac_id]))
+          return "a scan uses a Huffman table that no DHT segment defined";
+      }
+    }
     pos += len;
   }
-  return true;
+  return nullptr;
 }
 
 // The maximum sample value of a binary PGM/PPM header, 0 when the bytes are not one, -1 when the
@@ -257,8 +277,9 @@ inline image decode_image(const std::uint8_t* data, std::size_t size, const imag
   const int n = static_cast<int>(size);
   const bool jpeg = detail::is_jpeg(data, size);
   // Before stbi_info, which already parses the tables in front of the frame header.
-  FACENET_CHECK(!jpeg || detail::jpeg_huffman_tables_fit(data, size), format_error,
-                what + ": corrupt JPEG (a Huffman table declares more than 256 codes)");
+  if (jpeg)
+    if (const char* problem = detail::jpeg_huffman_problem(data, size))
+      throw format_error(what + ": corrupt JPEG (" + problem + ")");
   const std::int64_t pnm_max = detail::pnm_max_value(data, size);
   FACENET_CHECK(pnm_max >= 0, format_error, what + ": corrupt PGM/PPM header (a number does not fit an int)");
   FACENET_CHECK(pnm_max <= 255, unsupported_error,

@@ -3,6 +3,7 @@
 // Used for torch.save's zip format and numpy's .npz.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -71,14 +72,17 @@ class zip_archive {
                     what_ + ": entry '" + e.name + "' declares " + std::to_string(e.size) +
                         " uncompressed bytes from " + std::to_string(d.size) + " compressed");
       FACENET_CHECK(d.size < (1ull << 31) - 16, format_error, what_ + ": entry '" + e.name + "' is too large to inflate");
-      out.resize(static_cast<std::size_t>(e.size));
+      // At least one byte, so an empty entry still hands stb a real pointer (it memcpy's 0 bytes to
+      // it, and memcpy to null is undefined even then).
+      out.resize(std::max<std::size_t>(static_cast<std::size_t>(e.size), 1));
       // stb_image 2.27 reports "bad huffman code" when a valid stream's last codes sit in its final
       // bytes (it tests for end of input before using the bits it already holds); zero padding,
       // which follows the end-of-block code and is never consumed, avoids that.
       std::vector<char> padded(d.data, d.data + d.size);
       padded.resize(padded.size() + 16, 0);
-      const int n = stbi_zlib_decode_noheader_buffer(reinterpret_cast<char*>(out.data()), static_cast<int>(out.size()),
+      const int n = stbi_zlib_decode_noheader_buffer(reinterpret_cast<char*>(out.data()), static_cast<int>(e.size),
                                                      padded.data(), static_cast<int>(padded.size()));
+      out.resize(static_cast<std::size_t>(e.size));
       FACENET_CHECK(n >= 0 && static_cast<std::uint64_t>(n) == e.size, format_error,
                     what_ + ": entry '" + e.name + "': corrupt deflate stream (got " + std::to_string(n) + " of " +
                         std::to_string(e.size) + " bytes)");
