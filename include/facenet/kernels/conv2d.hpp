@@ -79,9 +79,9 @@ void check_bias(const Tensor<T>& bias, std::int64_t o, const char* who) {
 // Runs the per-image forward over a batch; `ws` and `offsets` are sized by the caller.
 template <class T>
 void forward_batch(const conv_geometry& g, conv_forward_args<T> a, const T* x, T* y, const T* residual, T* ws,
-                   std::int64_t* offsets) {
+                   std::int64_t* offsets, forward_grouping grouping) {
   if (g.batched_pointwise()) return forward_batched_pointwise(g, a, x, y, residual, ws);
-  if (const std::int64_t group = images_per_gemm<T>(g); group > 1 && !g.pointwise())
+  if (const std::int64_t group = images_per_gemm<T>(g); grouping == forward_grouping::grouped && group > 1 && !g.pointwise())
     return forward_grouped(g, a, x, y, residual, ws, group);
   for (std::int64_t i = 0; i < g.n; ++i) {
     a.residual = residual ? residual + i * g.out_size() : nullptr;
@@ -146,9 +146,10 @@ void conv2d_forward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bia
   detail::conv_forward_args<T> a;
   a.weights = detail::a_source<T>{w.data(), g.k(), false, nullptr};
   a.bias = bias.empty() ? nullptr : bias.data();
-  T* ws = detail::thread_scratch<T>(2, detail::forward_workspace_size<T>(g));
+  T* ws = detail::thread_scratch<T>(2, detail::forward_workspace_size<T>(g, detail::forward_grouping::grouped));
   std::int64_t* offsets = detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g));
-  detail::forward_batch(g, a, x.data(), y.data(), static_cast<const T*>(nullptr), ws, offsets);
+  detail::forward_batch(g, a, x.data(), y.data(), static_cast<const T*>(nullptr), ws, offsets,
+                        detail::forward_grouping::grouped);
 }
 
 // dx = d loss / d x given dy = d loss / d y. dx is resized to x_shape and overwritten.
@@ -286,7 +287,7 @@ class conv2d_plan {
     FACENET_CHECK(!x.shares_storage_with(y), argument_error, "conv2d_plan::forward: input and output share storage");
     const bool wino = uses_winograd(g.oh, g.ow);
     const std::int64_t lowering =
-        std::max<std::int64_t>(wino ? detail::winograd_workspace_size(g) : detail::forward_workspace_size<T>(g), 1);
+        std::max<std::int64_t>(wino ? detail::winograd_workspace_size(g) : detail::forward_workspace_size<T>(g, detail::forward_grouping::per_image), 1);
     if (ws.numel() < lowering || !ws.is_contiguous()) ws.resize({lowering});
     y.resize(out);
     detail::conv_forward_args<T> a;
@@ -297,7 +298,8 @@ class conv2d_plan {
     const T* r = residual ? residual->data() : nullptr;
     if (!wino)
       return detail::forward_batch(g, a, x.data(), y.data(), r, ws.data(),
-                                   detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)));
+                                   detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)),
+                                   detail::forward_grouping::per_image);
     for (std::int64_t i = 0; i < g.n; ++i) {
       a.residual = r ? r + i * g.out_size() : nullptr;
       detail::forward_image_winograd(g, a, winograd_.data(), x.data() + i * g.in_size(), y.data() + i * g.out_size(),
