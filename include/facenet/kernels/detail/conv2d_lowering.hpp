@@ -190,27 +190,29 @@ std::int64_t images_per_gemm(const conv_geometry& g) {
   return std::min({g.n, cap, (512 + s - 1) / s});
 }
 
-// dst[r][j*S + i] = src[j*image + r*S + i] for r < rows, j < images: the planes of `images` images
-// side by side (a group's GEMM operand); scatter_planes is its inverse.
+// A group's GEMM operand holds the planes of `images` images side by side: row r, columns
+// [j*S, (j+1)*S) are plane r of image j (images `image` elements apart). gather copies the images'
+// planes into that layout, scatter copies them back out.
+enum class planes_direction { gather, scatter };
 template <class T>
-void gather_planes(const T* src, std::int64_t image, std::int64_t rows, std::int64_t s, std::int64_t images, T* dst) {
+void copy_planes(const T* src, T* dst, std::int64_t image, std::int64_t rows, std::int64_t s, std::int64_t images,
+                 planes_direction dir) {
   parallel::parallel_for(
       0, rows * images,
       [&](std::int64_t t) {
-        const std::int64_t r = t / images, j = t % images;
-        std::copy(src + j * image + r * s, src + j * image + (r + 1) * s, dst + r * images * s + j * s);
+        const std::int64_t r = t / images, j = t % images, side = r * images * s + j * s, own = j * image + r * s;
+        const T* from = src + (dir == planes_direction::gather ? own : side);
+        std::copy(from, from + s, dst + (dir == planes_direction::gather ? side : own));
       },
       min_iterations(s));
 }
 template <class T>
+void gather_planes(const T* src, std::int64_t image, std::int64_t rows, std::int64_t s, std::int64_t images, T* dst) {
+  copy_planes(src, dst, image, rows, s, images, planes_direction::gather);
+}
+template <class T>
 void scatter_planes(const T* src, std::int64_t image, std::int64_t rows, std::int64_t s, std::int64_t images, T* dst) {
-  parallel::parallel_for(
-      0, rows * images,
-      [&](std::int64_t t) {
-        const std::int64_t r = t / images, j = t % images;
-        std::copy(src + r * images * s + j * s, src + r * images * s + (j + 1) * s, dst + j * image + r * s);
-      },
-      min_iterations(s));
+  copy_planes(src, dst, image, rows, s, images, planes_direction::scatter);
 }
 
 // How a batch's k x k forward runs: image by image, or in groups of images_per_gemm (training's
