@@ -38,15 +38,12 @@ std::vector<std::uint8_t> encode_png(const fd::image& img) {
   return bytes;
 }
 
-void append_bytes(void* ctx, void* data, int size) {
-  auto* v = static_cast<std::vector<std::uint8_t>*>(ctx);
-  v->insert(v->end(), static_cast<std::uint8_t*>(data), static_cast<std::uint8_t*>(data) + size);
-}
-
-std::vector<std::uint8_t> encode_jpeg(const fd::image& img) {
-  std::vector<std::uint8_t> out;
-  EXPECT_NE(stbi_write_jpg_to_func(append_bytes, &out, img.width, img.height, img.channels, img.pixels.data(), 95), 0);
-  return out;
+// A JPEG written by PIL (4:4:4, 45x29; make_mtcnn_fixtures.py). Not stb_image_write's encoder: UBSan
+// stops inside it (a left shift of a negative value in stbiw__jpg_writeBits), and the library never writes JPEG.
+std::vector<std::uint8_t> fixture_jpeg() {
+  const auto fx = facenet::testing::read_fixture(facenet::testing::source_dir().string() + "/tests/fixtures/mtcnn/resize.txt");
+  const auto& bytes = fx.at("jpeg_bytes_0").values;
+  return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
 }
 
 // Inserts an APP1 Exif segment with the given orientation right after SOI.
@@ -130,7 +127,7 @@ TEST(image_io, broken_inputs_raise_clear_errors) {
   const auto png = encode_png(pattern(40, 30));
   expect_error_containing<facenet::format_error>([&] { fd::decode_image(png.data(), png.size() / 2, {}, "half.png"); },
                                                  "half.png");
-  const auto jpg = encode_jpeg(pattern(64, 48));
+  const auto jpg = fixture_jpeg();
   EXPECT_NO_THROW(fd::decode_image(jpg.data(), jpg.size()));
   expect_error_containing<facenet::format_error>([&] { fd::decode_image(jpg.data(), jpg.size() * 2 / 3, {}, "cut.jpg"); },
                                                  "truncated JPEG");
@@ -193,8 +190,7 @@ TEST(exif, orientation_transforms_match_their_definitions) {
 }
 
 TEST(exif, jpeg_orientation_is_read_and_applied) {
-  const fd::image img = pattern(40, 24);
-  const auto jpg = encode_jpeg(img);
+  const auto jpg = fixture_jpeg();
   EXPECT_EQ(fd::jpeg_exif_orientation(jpg.data(), jpg.size()), 0);
   const fd::image plain = fd::decode_image(jpg.data(), jpg.size());
   for (bool little : {true, false})
@@ -210,7 +206,7 @@ TEST(exif, jpeg_orientation_is_read_and_applied) {
 }
 
 TEST(exif, malformed_segments_never_read_out_of_bounds) {
-  const auto tagged = with_exif(encode_jpeg(pattern(8, 8)), 6, true);
+  const auto tagged = with_exif(fixture_jpeg(), 6, true);
   // Every truncation and a corrupted IFD offset: the reader returns 0 or 6, never crashes.
   for (std::size_t n = 0; n < 80; ++n) {
     const int o = fd::jpeg_exif_orientation(tagged.data(), n);
