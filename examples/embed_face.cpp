@@ -24,15 +24,15 @@ int main(int argc, char** argv) {
                                                          facenet::io::load_torch(dir + "/rnet.pt"),
                                                          facenet::io::load_torch(dir + "/onet.pt"));
     // The weight file names its architecture in its metadata.
-    const facenet::io::tensor_map weights = facenet::io::load_safetensors(argv[2]);
+    facenet::io::tensor_map weights = facenet::io::load_safetensors(argv[2]);
     const bool nn4 = weights.metadata.count("architecture") && weights.metadata.at("architecture") == "nn4_small2";
     std::unique_ptr<facenet::models::model<float>> net;
     if (nn4)
       net = std::make_unique<facenet::models::nn4_small2<float>>();
     else
       net = std::make_unique<facenet::models::inception_resnet_v1<float>>();
-    net->load(weights);
-    facenet::models::embedder<float> embedder(*net);
+    net->load(std::move(weights));                            // takes the buffers over, no copy
+    facenet::models::embedder<float> embedder(std::move(net));  // packs in place: one set of weights
 
     const facenet::data::image img = facenet::data::load_image(argv[3]);
     const auto faces = facenet::detect::select_faces(detector.detect(img), img.width, img.height, false);
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     facenet::detect::crop_options crop;
-    crop.image_size = static_cast<int>(net->info().input_size);
+    crop.image_size = static_cast<int>(embedder.info().input_size);
     const facenet::data::image face = facenet::detect::extract_face(img, faces[0].b, crop);
 
     // NN4-small2 (OpenFace) expects [0, 1] pixels; Inception-ResNet-v1 (facenet-pytorch) (x - 127.5) / 128.

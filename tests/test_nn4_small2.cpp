@@ -9,6 +9,7 @@
 
 #include "allocation_counting.hpp"
 #include "facenet/models/nn4_small2.hpp"
+#include "facenet/optim/sgd.hpp"
 #include "model_testing.hpp"
 
 using namespace facenet;
@@ -147,4 +148,81 @@ TEST(NN4Small2, EmbeddingsAreUnitLength) {
     for (std::int64_t i = 0; i < 128; ++i) s += double(y(n, i)) * y(n, i);
     EXPECT_NEAR(s, 1.0, 1e-5);
   }
+}
+
+// The embedder that takes a model over converts it in place: the same embeddings, bit for bit, as the
+// copying one, and every convolution / linear weight and every gradient freed once packed.
+TEST(NN4Small2, OwningEmbedderFreesTheWeightsItPacked) {
+  models::nn4_small2<float> m;
+  randomize(m, 9);
+  const Tensor<float> x = facenet::testing::random_tensor<float>(shape{2, 3, 96, 96}, 10);
+  const Tensor<float> want = models::embedder<float>(m).embed(x);
+
+  auto owned = std::make_unique<models::nn4_small2<float>>();
+  owned->copy_parameters_from(m);
+  models::nn4_small2<float>* raw = owned.get();
+  const models::embedder<float> e(std::move(owned));
+  EXPECT_EQ(facenet::testing::max_abs_diff(e.embed(x), want), 0.0);
+  int freed = 0, kept = 0;
+  for (const auto& p : raw->parameters()) {
+    if (p.grad) {
+      EXPECT_TRUE(p.grad->empty()) << p.name;
+    }
+    (p.value->empty() ? freed : kept) += 1;
+    // Only BN layers that no conv absorbed keep their statistics: NN4 has none.
+    EXPECT_TRUE(p.value->empty()) << p.name << " still holds " << p.value->shape().str();
+  }
+  EXPECT_GT(freed, 100);
+  EXPECT_EQ(kept, 0);
+}
+
+// Gradients exist only from the first backward on (an inference model never holds them), and an
+// optimizer refuses a parameter whose gradient buffer is not there yet instead of training nothing.
+TEST(NN4Small2, GradientsAreAllocatedByTheFirstBackward) {
+  models::nn4_small2<double> m;
+  for (const auto& p : m.parameters()) {
+    if (p.grad) {
+      EXPECT_TRUE(p.grad->empty()) << p.name;
+    }
+  }
+  facenet::testing::randomize_parameters(m.root(), 3);
+  Tensor<double> y, dx;
+  m.forward(facenet::testing::random_tensor<double>(shape{2, 3, 96, 96}, 4), y, true);
+  m.backward(Tensor<double>::full(y.shape(), 0.01), dx);
+  for (const auto& p : m.parameters()) {
+    if (p.grad) {
+      EXPECT_EQ(p.grad->shape(), p.value->shape()) << p.name;
+    }
+  }
+
+  models::nn4_small2<float> fresh;
+  std::vector<optim::parameter> params;
+  for (const auto& p : fresh.parameters())
+    if (p.grad) params.push_back({p.name, *p.value, *p.grad});
+  try {
+    optim::sgd o(params, optim::sgd_options{});
+    ADD_FAILURE() << "an optimizer took parameters without gradient buffers";
+  } catch (const argument_error& e) {
+    EXPECT_NE(std::string(e.what()).find("allocate_gradients"), std::string::npos) << e.what();
+  }
+  layers::allocate_gradients(fresh.parameters());
+  params.clear();
+  for (const auto& p : fresh.parameters())
+    if (p.grad) params.push_back({p.name, *p.value, *p.grad});
+  EXPECT_NO_THROW(optim::sgd(params, optim::sgd_options{}));
+}
+
+// load(tensor_map&&) takes the map's buffers over (no second copy of the weights); load(const&) copies.
+TEST(NN4Small2, LoadFromATemporaryMapSharesItsBuffers) {
+  models::nn4_small2<float> src;
+  randomize(src, 11);
+  io::tensor_map map = src.export_weights();
+  const Tensor<float> first = map.at("conv1.weight");
+  models::nn4_small2<float> copied, adopted;
+  copied.load(map);
+  adopted.load(std::move(map));
+  EXPECT_FALSE(copied.parameters()[0].value->shares_storage_with(first));
+  EXPECT_TRUE(adopted.parameters()[0].value->shares_storage_with(first));
+  const Tensor<float> x = facenet::testing::random_tensor<float>(shape{1, 3, 96, 96}, 12);
+  EXPECT_EQ(facenet::testing::max_abs_diff(models::embedder<float>(copied).embed(x), models::embedder<float>(adopted).embed(x)), 0.0);
 }

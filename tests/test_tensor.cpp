@@ -1,5 +1,6 @@
 #include "facenet/core/tensor.hpp"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "testing.hpp"
@@ -71,4 +72,21 @@ TEST(tensor, strided_copy) {
     for (int c = 0; c < 3; ++c)
       for (int y = 0; y < 3; ++y)
         for (int x = 0; x < 3; ++x) EXPECT_EQ(dst(n, c, y, x), a(n, c + 2, y, x));
+}
+
+// Zeros on demand: large buffers are fresh anonymous pages, small ones cleared memory; both read as
+// zero, are aligned and writable, including the rounded-up tail SIMD loads may touch.
+TEST(tensor, zeros_on_demand_are_zero_aligned_and_writable) {
+  for (const facenet::shape& s : {facenet::shape{3, 5}, facenet::shape{1024, 257}, facenet::shape{1024, 256}}) {
+    Tensor<float> t = Tensor<float>::zeros_on_demand(s);
+    ASSERT_EQ(t.shape(), s);
+    EXPECT_TRUE(t.is_contiguous());
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.data()) % facenet::tensor_alignment, 0u);
+    EXPECT_TRUE(std::all_of(t.begin(), t.end(), [](float v) { return v == 0.0f; })) << s.str();
+    t.fill(2.0f);
+    EXPECT_EQ(t.data()[t.numel() - 1], 2.0f);
+    const Tensor<float> view = t;  // the buffer lives as long as any handle
+    t = Tensor<float>();
+    EXPECT_EQ(view.data()[0], 2.0f);
+  }
 }

@@ -128,7 +128,7 @@ inline loaded_model load_embedding_model(const std::string& path, const std::str
   io::tensor_map wanted;
   for (const auto& p : m.net->parameters())
     if (all.contains(p.name)) wanted.add(p.name, all.at(p.name));
-  m.net->load(wanted);
+  m.net->load(std::move(wanted));  // takes the decoded buffers over: one copy of the weights in memory
   return m;
 }
 
@@ -161,7 +161,7 @@ inline loaded_model load_default_model() {
 class face_embedder {
  public:
   face_embedder(const std::string& weights, const std::string& mtcnn_dir, const detect::mtcnn_options& opt = {})
-      : model_(load_embedding_model(weights)), embedder_(*model_.net), detector_(load_mtcnn(mtcnn_dir, opt)) {}
+      : model_(load_embedding_model(weights)), embedder_(std::move(model_.net)), detector_(load_mtcnn(mtcnn_dir, opt)) {}
 
   // The largest face of `img` (facenet-pytorch's default selection); nullopt when there is none.
   std::optional<detect::face> find_face(const data::image& img) {
@@ -173,15 +173,15 @@ class face_embedder {
   // else facenet-pytorch's crop (margin in pixels), at the network's input size.
   data::image aligned_face(const data::image& img, const detect::face& f, float margin = 0) const {
     if (model_.align_template)
-      return detect::align_face(img, f.points, static_cast<int>(model_.net->info().input_size), *model_.align_template);
+      return detect::align_face(img, f.points, static_cast<int>(embedder_.info().input_size), *model_.align_template);
     detect::crop_options c;
-    c.image_size = static_cast<int>(model_.net->info().input_size);
+    c.image_size = static_cast<int>(embedder_.info().input_size);
     c.margin = margin;
     return detect::extract_face(img, f.b, c);
   }
   // Embedding of an already aligned face of any size (resized to the input size if needed).
   Tensor<float> embed_aligned(const data::image& face) const {
-    const int size = static_cast<int>(model_.net->info().input_size);
+    const int size = static_cast<int>(embedder_.info().input_size);
     const data::image in = face.width == size && face.height == size
                                ? face
                                : data::resize_bilinear_pil(face, data::full_rect(face), size, size);
@@ -197,6 +197,7 @@ class face_embedder {
   }
   Tensor<float> embed_file(const std::string& path) { return embed(data::load_image(path), "'" + path + "'"); }
 
+  // What was loaded (architecture, source, standardization, ...); its `net` now lives in the embedder.
   const loaded_model& model() const noexcept { return model_; }
   detect::mtcnn& detector() noexcept { return detector_; }
 

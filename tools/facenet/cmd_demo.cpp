@@ -87,7 +87,7 @@ int run_demo(int argc, char** argv, int first) {
   }
   if (faces.empty()) throw no_face_error("no face found in any of the " + std::to_string(paths.size()) + " images");
 
-  models::embedder<float> net(*m.net);
+  models::embedder<float> net(std::move(m.net));
   Tensor<float> x = face_batch(faces, m.standardization);
   const Tensor<float> e = net.embed(x);
   std::printf("\nembeddings: %s, %lld-d, weights %s\n\ndistance matrix:\n%16s", m.arch.c_str(),

@@ -235,7 +235,7 @@ inline void draw_faces(data::image& img, const std::vector<detect::face>& faces)
 class face_embedder {
  public:
   face_embedder(const args& a, bool allow_random, const std::string& align_option = "method")
-      : model_(model_from_args(a, allow_random)), net_(*model_.net),
+      : model_(model_from_args(a, allow_random)), net_(std::move(model_.net)),  // converted in place, not copied
         // A model that carries its training crops' landmark template is warped onto it unless told otherwise.
         method_(parse_align_method(a.get(align_option, model_.align_template ? "similarity" : "crop"))),
         template_(model_.align_template.value_or(detect::arcface_unit_template())),
@@ -245,6 +245,7 @@ class face_embedder {
     if (!a.has("no-detect")) detector_.emplace(load_mtcnn(a.get("mtcnn"), mtcnn_options_from(a)));
   }
 
+  // What was loaded (architecture, source, standardization, ...); its `net` now lives in the embedder.
   const loaded_model& model() const noexcept { return model_; }
   int input_size() const { return static_cast<int>(net_.info().input_size); }
 

@@ -31,12 +31,19 @@ class basic_conv final : public layers::module<T> {
     conv_.backward(grad_bn_, dx);
   }
   void prepare_inference() override { conv_.prepare_fused(&bn_, true); }
+  void convert_to_inference() override {
+    prepare_inference();
+    conv_.release_parameters();
+    bn_.release_parameters();  // folded into the conv's packed weights
+    clear_cache();
+  }
   void infer(const Tensor<T>& x, Tensor<T>& y, layers::workspace<T>& ws) const override { conv_.infer(x, y, ws); }
 
   void collect(const std::string& prefix, std::vector<layers::parameter<T>>& out) override {
     conv_.collect(layers::join_name(prefix, conv_name_), out);
     bn_.collect(layers::join_name(prefix, bn_name_), out);
   }
+  void conv_kernels(std::vector<shape>& out) const override { conv_.conv_kernels(out); }
   void clear_cache() override {
     conv_.clear_cache();
     bn_.clear_cache();

@@ -60,6 +60,10 @@ class concat final : public layers::module<T> {
   void prepare_inference() override {
     for (auto& b : branches_) b.second->prepare_inference();
   }
+  void convert_to_inference() override {
+    for (auto& b : branches_) b.second->convert_to_inference();
+    clear_cache();
+  }
 
   void infer(const Tensor<T>& x, Tensor<T>& y, layers::workspace<T>& ws) const override {
     require_branches();
@@ -76,6 +80,9 @@ class concat final : public layers::module<T> {
 
   void collect(const std::string& prefix, std::vector<layers::parameter<T>>& out) override {
     for (auto& b : branches_) b.second->collect(layers::join_name(prefix, b.first), out);
+  }
+  void conv_kernels(std::vector<shape>& out) const override {
+    for (const auto& b : branches_) b.second->conv_kernels(out);
   }
   void clear_cache() override {
     for (auto& b : branches_) b.second->clear_cache();

@@ -90,6 +90,12 @@ class residual_block final : public layers::module<T> {
     body_->prepare_inference();
     up_.prepare_fused(nullptr, relu_);
   }
+  void convert_to_inference() override {
+    body_->convert_to_inference();
+    up_.prepare_fused(nullptr, relu_);
+    up_.release_parameters();
+    clear_cache();
+  }
 
   void infer(const Tensor<T>& x, Tensor<T>& y, layers::workspace<T>& ws) const override {
     layers::workspace_scope<T> scope(ws);
@@ -101,6 +107,10 @@ class residual_block final : public layers::module<T> {
   void collect(const std::string& prefix, std::vector<layers::parameter<T>>& out) override {
     body_->collect(prefix, out);
     up_.collect(layers::join_name(prefix, "conv2d"), out);
+  }
+  void conv_kernels(std::vector<shape>& out) const override {
+    body_->conv_kernels(out);
+    up_.conv_kernels(out);
   }
   void clear_cache() override {
     body_->clear_cache();

@@ -15,6 +15,10 @@
 #include <string_view>
 #include <type_traits>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#endif
+
 #include "facenet/core/error.hpp"
 #include "facenet/core/shape.hpp"
 
@@ -34,6 +38,23 @@ std::shared_ptr<T> allocate_aligned(std::int64_t count) {
   void* p = ::operator new(bytes, std::align_val_t(tensor_alignment));
   return std::shared_ptr<T>(static_cast<T*>(p), aligned_deleter{});
 }
+// Zeroed storage that costs no memory until written: large buffers come straight from an anonymous
+// mapping (the OS hands out zero pages on first touch); small ones are allocated and cleared.
+template <class T>
+std::shared_ptr<T> allocate_zero_pages(std::int64_t count) {
+  std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(count, 1)) * sizeof(T);
+  bytes = (bytes + tensor_alignment - 1) / tensor_alignment * tensor_alignment;  // as allocate_aligned
+#if defined(MAP_ANONYMOUS)
+  if (bytes >= (std::size_t{1} << 20)) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return std::shared_ptr<T>(static_cast<T*>(p), [bytes](T* q) { ::munmap(q, bytes); });
+  }
+#endif
+  std::shared_ptr<T> s = allocate_aligned<T>(count);
+  std::memset(static_cast<void*>(s.get()), 0, bytes);
+  return s;
+}
 }  // namespace detail
 
 template <class T>
@@ -51,6 +72,17 @@ class Tensor {
   static Tensor uninitialized(const facenet::shape& s) {
     Tensor t;
     t.allocate(s, false);
+    return t;
+  }
+  // Zeros that occupy no memory until written (large sizes): for parameters that loading replaces
+  // or an initialiser overwrites, so a model never holds an untouched second copy of its weights.
+  static Tensor zeros_on_demand(const facenet::shape& s) {
+    Tensor t;
+    t.shape_ = s;
+    t.capacity_ = s.numel();
+    t.storage_ = detail::allocate_zero_pages<T>(t.capacity_);
+    t.data_ = t.storage_.get();
+    t.set_contiguous_strides();
     return t;
   }
   static Tensor full(const facenet::shape& s, T value) {

@@ -54,6 +54,21 @@ class mapped_file {
   const std::string& path() const noexcept { return path_; }
   bool is_mapped() const noexcept { return mapped_ != nullptr; }
 
+  // Hands the whole pages inside `part` (bytes already decoded) back to the OS: a read-only mapping
+  // rereads them from the file if touched again, so this only lowers resident memory while a large
+  // file is decoded tensor by tensor.
+  void drop_pages(byte_span part) const noexcept {
+#ifdef FACENET_HAVE_MMAP
+    if (!mapped_ || part.data < mapped_ || part.data + part.size > mapped_ + size_) return;
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = (reinterpret_cast<std::uintptr_t>(part.data) + page - 1) / page * page;
+    const auto end = (reinterpret_cast<std::uintptr_t>(part.data) + part.size) / page * page;
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+#else
+    (void)part;
+#endif
+  }
+
  private:
 #ifdef FACENET_HAVE_MMAP
   bool try_map() {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -76,8 +77,10 @@ inline safetensors_entry parse_safetensors_entry(const std::string& name, const 
 
 }  // namespace detail
 
-// Parses a safetensors image held in memory. Tensors come back in data order.
-inline tensor_map parse_safetensors(byte_span bytes, const std::string& what) {
+// Parses a safetensors image held in memory. Tensors come back in data order; `decoded` (if set) is
+// told each tensor's bytes once they are copied out.
+inline tensor_map parse_safetensors(byte_span bytes, const std::string& what,
+                                    const std::function<void(byte_span)>& decoded = nullptr) {
   span_reader r(bytes, what);
   const std::uint64_t header_len = r.read<std::uint64_t>("header length");
   FACENET_CHECK(header_len <= r.remaining(), format_error,
@@ -111,6 +114,7 @@ inline tensor_map parse_safetensors(byte_span bytes, const std::string& what) {
     const byte_span raw = data.sub(e.begin, e.end - e.begin, what + ": tensor '" + e.name + "'");
     out.add(e.name, decode_tensor(raw, e.type, e.dims, 0, contiguous_strides(e.dims, false), what + ": tensor '" + e.name + "'"),
             element_type_name(e.type));
+    if (decoded) decoded(raw);
   }
   return out;
 }
@@ -118,7 +122,8 @@ inline tensor_map parse_safetensors(byte_span bytes, const std::string& what) {
 // Loads a .safetensors file through a memory mapping (tensors are decoded into aligned buffers).
 inline tensor_map load_safetensors(const std::string& path) {
   const mapped_file file(path);
-  return parse_safetensors(file.bytes(), path);
+  // The file's pages leave memory as their tensors are decoded: never two copies of the weights.
+  return parse_safetensors(file.bytes(), path, [&file](byte_span raw) { file.drop_pages(raw); });
 }
 
 // Serialises `tensors` (in their order) with `metadata` as __metadata__. dtype "F32", "F16" or "BF16".

@@ -18,8 +18,6 @@ class batch_norm final : public module<T> {
         bias(shape{channels}),
         running_mean(shape{channels}),
         running_var(Tensor<T>::full(shape{channels}, T(1))),
-        weight_grad(shape{channels}),
-        bias_grad(shape{channels}),
         eps_(static_cast<T>(eps)),
         momentum_(static_cast<T>(momentum)) {}
 
@@ -54,6 +52,11 @@ class batch_norm final : public module<T> {
     out.push_back({join_name(prefix, "running_var"), &running_var, nullptr});
   }
   void clear_cache() override { x_ = Tensor<T>(); }
+  // Once folded into the preceding layer's packed weights, nothing reads them.
+  void release_parameters() {
+    weight = bias = running_mean = running_var = weight_grad = bias_grad = Tensor<T>();
+    clear_cache();
+  }
 
   // Folds this BN (frozen statistics) into a preceding layer's weight [O, ...] and optional bias.
   void fold_into(const Tensor<T>& w, const Tensor<T>& b, Tensor<T>& out_w, Tensor<T>& out_b) const {

@@ -36,12 +36,8 @@ class conv2d final : public module<T> {
     FACENET_CHECK(o.in_channels > 0 && o.out_channels > 0 && o.kernel_h > 0 && o.kernel_w > 0 && o.stride_h > 0 &&
                       o.stride_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
                   argument_error, "conv2d: invalid options");
-    weight = Tensor<T>(shape{o.out_channels, o.in_channels, o.kernel_h, o.kernel_w});
-    weight_grad = Tensor<T>(weight.shape());
-    if (o.bias) {
-      bias = Tensor<T>(shape{o.out_channels});
-      bias_grad = Tensor<T>(bias.shape());
-    }
+    weight = Tensor<T>::zeros_on_demand(shape{o.out_channels, o.in_channels, o.kernel_h, o.kernel_w});
+    if (o.bias) bias = Tensor<T>(shape{o.out_channels});
     params_ = kernels::conv2d_params::symmetric(static_cast<int>(o.pad_h), static_cast<int>(o.pad_w),
                                                 static_cast<int>(o.stride_h), static_cast<int>(o.stride_w));
   }
@@ -54,6 +50,7 @@ class conv2d final : public module<T> {
 
   void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
     require_forward_cache(x_, "conv2d");
+    match_grad(weight, weight_grad);
     kernels::conv2d_backward_weight(x_, dy, weight_grad, opt_.bias ? &bias_grad : nullptr, params_);
     kernels::conv2d_backward_data(dy, weight, x_.shape(), dx, params_);
     profile_flops(2 * flops(dy));  // weight and data gradients: one forward's worth each
@@ -71,6 +68,14 @@ class conv2d final : public module<T> {
         w, b, params_, relu ? kernels::activation::relu : kernels::activation::none);
   }
   void prepare_inference() override { prepare_fused(nullptr, false); }
+  void convert_to_inference() override {
+    prepare_inference();
+    release_parameters();
+  }
+  // After prepare_*: infer() reads only the packed plan.
+  void release_parameters() {
+    weight = bias = weight_grad = bias_grad = x_ = Tensor<T>();
+  }
 
   void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override { infer_residual(x, y, ws, nullptr, T(1)); }
 
@@ -86,6 +91,9 @@ class conv2d final : public module<T> {
     if (opt_.bias) out.push_back({join_name(prefix, "bias"), &bias, &bias_grad});
   }
   void clear_cache() override { x_ = Tensor<T>(); }
+  void conv_kernels(std::vector<shape>& out) const override {
+    out.push_back(shape{opt_.out_channels, opt_.in_channels, opt_.kernel_h, opt_.kernel_w});
+  }
 
   const conv2d_options& options() const noexcept { return opt_; }
   // 2 x multiply-adds of a forward pass producing `y`.

@@ -17,12 +17,9 @@ template <class T>
 class linear final : public module<T> {
  public:
   linear(std::int64_t in_features, std::int64_t out_features, bool with_bias)
-      : weight(shape{out_features, in_features}), weight_grad(shape{out_features, in_features}), has_bias_(with_bias) {
+      : weight(Tensor<T>::zeros_on_demand(shape{out_features, in_features})), in_features_(in_features), has_bias_(with_bias) {
     FACENET_CHECK(in_features > 0 && out_features > 0, argument_error, "linear: feature counts must be positive");
-    if (with_bias) {
-      bias = Tensor<T>(shape{out_features});
-      bias_grad = Tensor<T>(shape{out_features});
-    }
+    if (with_bias) bias = Tensor<T>(shape{out_features});
   }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
@@ -50,6 +47,12 @@ class linear final : public module<T> {
     }
   }
   void prepare_inference() override { prepare_fused(nullptr); }
+  void convert_to_inference() override {
+    prepare_inference();
+    release_parameters();
+  }
+  // After prepare_*: infer() reads only the folded copy.
+  void release_parameters() { weight = bias = weight_grad = bias_grad = x_ = Tensor<T>(); }
   void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>&) const override {
     FACENET_CHECK(!folded_w_.empty(), argument_error, "linear: infer() before prepare_inference()");
     kernels::linear_forward(x, folded_w_, folded_b_, y);
@@ -64,12 +67,13 @@ class linear final : public module<T> {
 
   // 2 x multiply-adds of a forward pass producing `y` [N, O].
   double flops(const Tensor<T>& y) const noexcept {
-    return 2.0 * static_cast<double>(y.numel()) * static_cast<double>(weight.size(1));
+    return 2.0 * static_cast<double>(y.numel()) * static_cast<double>(in_features_);
   }
 
   Tensor<T> weight, bias, weight_grad, bias_grad;
 
  private:
+  std::int64_t in_features_;
   bool has_bias_;
   Tensor<T> x_, unused_bias_grad_, folded_w_, folded_b_;
 };
@@ -90,6 +94,12 @@ class linear_bn final : public module<T> {
     linear_.backward(grad_, dx);
   }
   void prepare_inference() override { linear_.prepare_fused(&bn_); }
+  void convert_to_inference() override {
+    prepare_inference();
+    linear_.release_parameters();
+    bn_.release_parameters();  // folded into the linear layer's copy
+    clear_cache();
+  }
   void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override { linear_.infer(x, y, ws); }
   void collect(const std::string& prefix, std::vector<parameter<T>>& out) override {
     linear_.collect(join_name(prefix, linear_name_), out);

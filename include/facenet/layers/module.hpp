@@ -20,7 +20,8 @@
 
 namespace facenet::layers {
 
-// A named parameter (grad set) or buffer such as BN running statistics (grad null).
+// A named parameter (grad set; empty until the first backward) or buffer such as BN running
+// statistics (grad null).
 template <class T>
 struct parameter {
   std::string name;
@@ -70,11 +71,21 @@ class module {
   virtual void backward(const Tensor<T>& dy, Tensor<T>& dx) = 0;
   // Builds the inference form (folded BN, packed weights) from the current parameters.
   virtual void prepare_inference() {}
+  // prepare_inference(), then frees what only training reads (weights now folded and packed,
+  // gradients, caches). Containers go child by child, so memory peaks at one layer's weights twice,
+  // not the network's. Afterwards only infer() works: for a model that is not trained any more.
+  virtual void convert_to_inference() {
+    prepare_inference();
+    clear_cache();
+  }
   virtual void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const = 0;
   // Appends this module's parameters and buffers, names prefixed with `prefix`.
   virtual void collect(const std::string& prefix, std::vector<parameter<T>>& out) { (void)prefix, (void)out; }
   // Frees what forward cached for backward (activations of a finished step).
   virtual void clear_cache() {}
+  // Appends the weight shape [O, I, kh, kw] of every convolution inside (profiles label layers with
+  // it; still known after convert_to_inference() freed the weights).
+  virtual void conv_kernels(std::vector<shape>& out) const { (void)out; }
 };
 
 template <class T>
@@ -87,10 +98,18 @@ inline std::string join_name(const std::string& prefix, const std::string& name)
   return prefix + "." + name;
 }
 
-// Resizes `grad` to the shape of `value` (gradients live beside their parameters).
+// Resizes `grad` to the shape of `value`. Gradients live beside their parameters but are allocated
+// only by the first backward (or an optimizer): a model used for inference never holds them.
 template <class T>
 void match_grad(const Tensor<T>& value, Tensor<T>& grad) {
   if (grad.shape() != value.shape()) grad = Tensor<T>(value.shape());
+}
+
+// Gives every parameter its gradient buffer now, e.g. before an optimizer takes handles to them.
+template <class T>
+void allocate_gradients(const std::vector<parameter<T>>& params) {
+  for (const parameter<T>& p : params)
+    if (p.grad) match_grad(*p.value, *p.grad);
 }
 
 template <class T>

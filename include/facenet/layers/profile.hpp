@@ -205,17 +205,16 @@ void describe_module(profile_node& n, const std::string& parent_stem, const std:
   std::vector<parameter<T>> params;
   m.collect("", params);
   std::vector<std::string> stems;
-  const Tensor<T>* conv_weight = nullptr;
-  int conv_weights = 0;
   for (const auto& p : params) {
     const std::size_t dot = p.name.rfind('.');
     const std::string s = dot == std::string::npos ? std::string() : p.name.substr(0, dot);
     if (stems.empty() || stems.back() != s) stems.push_back(s);
-    if (p.grad && p.value->rank() == 4) conv_weight = p.value, ++conv_weights;
   }
-  if (conv_weights == 1)
-    n.detail = std::to_string(conv_weight->size(2)) + "x" + std::to_string(conv_weight->size(3)) + " " +
-               std::to_string(conv_weight->size(1)) + "->" + std::to_string(conv_weight->size(0));
+  std::vector<shape> convs;
+  m.conv_kernels(convs);
+  if (convs.size() == 1)
+    n.detail = std::to_string(convs[0][2]) + "x" + std::to_string(convs[0][3]) + " " + std::to_string(convs[0][1]) +
+               "->" + std::to_string(convs[0][0]);
   std::string stem;
   if (!stems.empty()) {
     stem = stems[0];

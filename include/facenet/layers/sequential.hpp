@@ -50,6 +50,10 @@ class sequential final : public module<T> {
   void prepare_inference() override {
     for (auto& c : children_) c.second->prepare_inference();
   }
+  void convert_to_inference() override {
+    for (auto& c : children_) c.second->convert_to_inference();
+    clear_cache();
+  }
 
   void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override {
     require_children();
@@ -66,6 +70,9 @@ class sequential final : public module<T> {
 
   void collect(const std::string& prefix, std::vector<parameter<T>>& out) override {
     for (auto& c : children_) c.second->collect(join_name(prefix, c.first), out);
+  }
+  void conv_kernels(std::vector<shape>& out) const override {
+    for (const auto& c : children_) c.second->conv_kernels(out);
   }
   void clear_cache() override {
     for (auto& c : children_) c.second->clear_cache();

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <memory>
 #include <mutex>
+#include <cstdint>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -85,36 +87,12 @@ class model {
   }
 
   // Copies every tensor from `weights`, checking that the names and shapes are exactly the model's.
-  void load(const io::tensor_map& weights) {
-    auto params = parameters();
-    std::vector<std::string> missing, misshaped, extra;
-    std::set<std::string> known;
-    for (const auto& p : params) {
-      known.insert(p.name);
-      if (!weights.contains(p.name))
-        missing.push_back(p.name);
-      else if (weights.at(p.name).shape() != p.value->shape())
-        misshaped.push_back(p.name + " (expected " + p.value->shape().str() + ", got " + weights.at(p.name).shape().str() +
-                            ")");
-    }
-    for (const auto& e : weights.entries())
-      if (!known.count(e.name) && !detail::ignorable_tensor(e.name)) extra.push_back(e.name);
-    std::string problems;
-    if (!missing.empty()) problems += "; missing: " + list_names(missing);
-    if (!misshaped.empty()) problems += "; mis-shaped: " + list_names(misshaped);
-    if (!extra.empty()) problems += "; unexpected: " + list_names(extra);
-    FACENET_CHECK(problems.empty(), format_error,
-                  info().architecture + ": weights do not match the model" + problems);
-    for (auto& p : params) {
-      const Tensor<float>& src = weights.at(p.name);
-      FACENET_CHECK(src.is_contiguous(), format_error, info().architecture + ": tensor '" + p.name + "' is not contiguous");
-      // A NaN/Inf weight would silently turn every embedding into NaN: refuse it here, by name.
-      const auto bad = std::find_if(src.begin(), src.end(), [](float v) { return !std::isfinite(v); });
-      FACENET_CHECK(bad == src.end(), numeric_error,
-                    info().architecture + ": tensor '" + p.name + "' holds " + (std::isnan(*bad) ? "NaN" : "Inf") +
-                        " at element " + std::to_string(bad - src.begin()) + " (weights must be finite)");
-      std::transform(src.begin(), src.end(), p.value->begin(), [](float v) { return static_cast<T>(v); });
-    }
+  void load(const io::tensor_map& weights) { load_checked(weights, false); }
+  // The same checks, but a float model takes the map's buffers over instead of copying them (no second
+  // set of weights in memory while loading).
+  void load(io::tensor_map&& weights) {
+    load_checked(weights, true);
+    weights = io::tensor_map();
   }
 
   // Parameters and buffers as float32 under their reference names, plus architecture metadata.
@@ -149,6 +127,45 @@ class model {
 
  protected:
   model() = default;
+  // load(): every tensor's name and shape checked (all problems in one message), values finite; then
+  // copied, or for a float model with `adopt`, shared with the map (which the caller gives up).
+  void load_checked(const io::tensor_map& weights, bool adopt) {
+    auto params = parameters();
+    std::vector<std::string> missing, misshaped, extra;
+    std::set<std::string> known;
+    for (const auto& p : params) {
+      known.insert(p.name);
+      if (!weights.contains(p.name))
+        missing.push_back(p.name);
+      else if (weights.at(p.name).shape() != p.value->shape())
+        misshaped.push_back(p.name + " (expected " + p.value->shape().str() + ", got " + weights.at(p.name).shape().str() +
+                            ")");
+    }
+    for (const auto& e : weights.entries())
+      if (!known.count(e.name) && !detail::ignorable_tensor(e.name)) extra.push_back(e.name);
+    std::string problems;
+    if (!missing.empty()) problems += "; missing: " + list_names(missing);
+    if (!misshaped.empty()) problems += "; mis-shaped: " + list_names(misshaped);
+    if (!extra.empty()) problems += "; unexpected: " + list_names(extra);
+    FACENET_CHECK(problems.empty(), format_error,
+                  info().architecture + ": weights do not match the model" + problems);
+    for (auto& p : params) {
+      const Tensor<float>& src = weights.at(p.name);
+      FACENET_CHECK(src.is_contiguous(), format_error, info().architecture + ": tensor '" + p.name + "' is not contiguous");
+      // A NaN/Inf weight would silently turn every embedding into NaN: refuse it here, by name.
+      const auto bad = std::find_if(src.begin(), src.end(), [](float v) { return !std::isfinite(v); });
+      FACENET_CHECK(bad == src.end(), numeric_error,
+                    info().architecture + ": tensor '" + p.name + "' holds " + (std::isnan(*bad) ? "NaN" : "Inf") +
+                        " at element " + std::to_string(bad - src.begin()) + " (weights must be finite)");
+      if constexpr (std::is_same_v<T, float>) {
+        if (adopt && reinterpret_cast<std::uintptr_t>(src.data()) % tensor_alignment == 0) {
+          *p.value = src;
+          continue;
+        }
+      }
+      std::transform(src.begin(), src.end(), p.value->begin(), [](float v) { return static_cast<T>(v); });
+    }
+  }
   void check_input(const Tensor<T>& x) const {
     const model_info i = info();
     FACENET_CHECK(x.rank() == 4 && x.size(0) > 0 && x.size(1) == 3 && x.size(2) == i.input_size &&
@@ -163,15 +180,23 @@ class model {
   Tensor<T> out_;
 };
 
-// Inference on a private copy of a model: BN folded into the convs, weights packed once, and a pool of
-// workspaces so concurrent embed() calls are safe and, after each workspace has seen the largest batch,
-// allocation-free.
+// Inference form of a model: BN folded into the convs, weights packed once (the originals freed layer
+// by layer as they are packed), and a pool of workspaces so concurrent embed() calls are safe and,
+// after each workspace has seen the largest batch, allocation-free.
 template <class T>
 class embedder {
  public:
+  // Works on a private copy: `source` stays trainable (and its memory stays in use).
   explicit embedder(model<T>& source) : model_(source.make_like()), info_(model_->info()) {
     model_->copy_parameters_from(source);
-    model_->root().prepare_inference();
+    model_->root().convert_to_inference();
+  }
+  // Takes the model over and converts it in place: no copy, so inference holds about one set of
+  // weights (packed) plus the workspaces.
+  explicit embedder(std::unique_ptr<model<T>> net) : model_(std::move(net)) {
+    FACENET_CHECK(model_ != nullptr, argument_error, "embedder: null model");
+    info_ = model_->info();
+    model_->root().convert_to_inference();
   }
 
   // x: [N, 3, S, S] -> y: [N, E]. Safe to call from several threads at once.

@@ -41,6 +41,10 @@ class optimizer {
     FACENET_CHECK(lr >= 0 && std::isfinite(lr), argument_error, "optimizer: learning rate must be finite and >= 0, got " + format_double(lr));
     FACENET_CHECK(weight_decay >= 0, argument_error, "optimizer: negative weight decay " + format_double(weight_decay));
     for (const parameter& p : params_) {
+      // Layers allocate gradients at the first backward; a buffer made here would not be theirs.
+      FACENET_CHECK(!p.grad.empty() || p.value.empty(), argument_error,
+                    "optimizer: parameter '" + p.name +
+                        "' has no gradient buffer yet (call layers::allocate_gradients on the model's parameters first)");
       FACENET_CHECK(p.value.shape() == p.grad.shape(), shape_error,
                     "optimizer: parameter '" + p.name + "' has value " + p.value.shape().str() + " but grad " + p.grad.shape().str());
       p.value.require_contiguous(("optimizer: parameter " + p.name).c_str());

@@ -233,6 +233,7 @@ class trainer {
     }
     detail::init_parameters(all_parameters(), c_.seed);
     if (!c_.init_weights.empty()) model_->load(io::load_safetensors(c_.init_weights));
+    layers::allocate_gradients(all_parameters());
     std::vector<optim::parameter> params;
     for (const auto& p : all_parameters())
       if (p.grad) params.push_back({p.name, *p.value, *p.grad});
