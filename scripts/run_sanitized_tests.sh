@@ -71,7 +71,7 @@ run_asan() {
 # Every test executable and the tool, through ctest.
 run_asan_full() {
   bash "$root/scripts/install_deps.sh"
-  configure_sanitized "$asan_dir" address,undefined
+  configure_sanitized "$asan_dir" address,undefined -DFACENET_TEST_TIMEOUT=3600
   # shellcheck disable=SC2046  # one word per target
   cmake --build "$asan_dir" -j "$jobs" --target facenet_tool $(test_targets)
   env "${asan_env[@]}" ctest --test-dir "$asan_dir" -j "$jobs" --output-on-failure -E "$asan_excluded" -LE packaging
