@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -30,20 +31,23 @@ namespace detail {
 struct aligned_deleter {
   void operator()(void* p) const noexcept { ::operator delete(p, std::align_val_t(tensor_alignment)); }
 };
+// Bytes of storage for `count` elements: rounded up to a whole cache line so SIMD tails may read
+// (never write) past the end safely.
+template <class T>
+std::size_t storage_bytes(std::int64_t count) {
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(count, 1)) * sizeof(T);
+  return (bytes + tensor_alignment - 1) / tensor_alignment * tensor_alignment;
+}
 template <class T>
 std::shared_ptr<T> allocate_aligned(std::int64_t count) {
-  // Round up to a whole cache line so SIMD tails may read (never write) past the end safely.
-  std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(count, 1)) * sizeof(T);
-  bytes = (bytes + tensor_alignment - 1) / tensor_alignment * tensor_alignment;
-  void* p = ::operator new(bytes, std::align_val_t(tensor_alignment));
+  void* p = ::operator new(storage_bytes<T>(count), std::align_val_t(tensor_alignment));
   return std::shared_ptr<T>(static_cast<T*>(p), aligned_deleter{});
 }
 // Zeroed storage that costs no memory until written: large buffers come straight from an anonymous
 // mapping (the OS hands out zero pages on first touch); small ones are allocated and cleared.
 template <class T>
 std::shared_ptr<T> allocate_zero_pages(std::int64_t count) {
-  std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(count, 1)) * sizeof(T);
-  bytes = (bytes + tensor_alignment - 1) / tensor_alignment * tensor_alignment;  // as allocate_aligned
+  const std::size_t bytes = storage_bytes<T>(count);
 #if defined(MAP_ANONYMOUS)
   if (bytes >= (std::size_t{1} << 20)) {
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -78,11 +82,7 @@ class Tensor {
   // or an initialiser overwrites, so a model never holds an untouched second copy of its weights.
   static Tensor zeros_on_demand(const facenet::shape& s) {
     Tensor t;
-    t.shape_ = s;
-    t.capacity_ = s.numel();
-    t.storage_ = detail::allocate_zero_pages<T>(t.capacity_);
-    t.data_ = t.storage_.get();
-    t.set_contiguous_strides();
+    t.take_storage(s, detail::allocate_zero_pages<T>(s.numel()));
     return t;
   }
   static Tensor full(const facenet::shape& s, T value) {
@@ -222,12 +222,16 @@ class Tensor {
 
  private:
   void allocate(const facenet::shape& s, bool zero_fill) {
+    take_storage(s, detail::allocate_aligned<T>(s.numel()));
+    if (zero_fill) std::memset(static_cast<void*>(data_), 0, static_cast<std::size_t>(capacity_) * sizeof(T));
+  }
+  // Makes this a contiguous tensor of shape `s` over `storage` (at least s.numel() elements).
+  void take_storage(const facenet::shape& s, std::shared_ptr<T> storage) {
     shape_ = s;
     capacity_ = s.numel();
-    storage_ = detail::allocate_aligned<T>(capacity_);
+    storage_ = std::move(storage);
     data_ = storage_.get();
     set_contiguous_strides();
-    if (zero_fill) std::memset(static_cast<void*>(data_), 0, static_cast<std::size_t>(capacity_) * sizeof(T));
   }
   void set_contiguous_strides() noexcept {
     std::int64_t s = 1;

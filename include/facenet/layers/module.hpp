@@ -99,7 +99,7 @@ inline std::string join_name(const std::string& prefix, const std::string& name)
 }
 
 // Resizes `grad` to the shape of `value`. Gradients live beside their parameters but are allocated
-// only by the first backward (or an optimizer): a model used for inference never holds them.
+// only by the first backward (or allocate_gradients): a model used for inference never holds them.
 template <class T>
 void match_grad(const Tensor<T>& value, Tensor<T>& grad) {
   if (grad.shape() != value.shape()) grad = Tensor<T>(value.shape());

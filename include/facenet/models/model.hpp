@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <mutex>
-#include <cstdint>
 #include <set>
 #include <string>
 #include <type_traits>
