@@ -57,6 +57,50 @@ TEST(linear_values, flattens_trailing_dims) {
   EXPECT_EQ(dx.shape(), x4.shape());
 }
 
+// The inference plan: same values as linear_forward to the bit (the layer's training and inference
+// paths agree) and each sample's output independent of the batch it came in.
+TYPED_TEST(linear, plan_matches_forward_bit_for_bit) {
+  using T = TypeParam;
+  const dims plan_cases[] = {{1, 3, 5}, {3, 17, 9}, {5, 129, 33}, {1, 257, 128}, {2, 1031, 37}, {16, 1792, 512}, {7, 1, 1}};
+  for (const auto& c : plan_cases)
+    for (bool with_bias : {true, false}) {
+      const auto x = random_tensor<T>(shape{c.batch, c.in}, 11), w = random_tensor<T>(shape{c.out, c.in}, 12);
+      const auto b = with_bias ? random_tensor<T>(shape{c.out}, 13) : Tensor<T>();
+      const k::linear_plan<T> plan(w, b);
+      Tensor<T> y, y_ref, y_forward, ws;
+      plan.forward(x, y, ws);
+      ref::linear_forward(x, w, b, y_ref);
+      const double tol = std::is_same<T, float>::value ? 1e-5 : 1e-13;
+      EXPECT_LE(max_rel_diff(y, y_ref), tol) << c.batch << "x" << c.in << "->" << c.out;
+      // linear_forward takes GEMM's dot-product path (another summation order) for <= 12 outputs.
+      if (c.out > 12) {
+        k::linear_forward(x, w, b, y_forward);
+        EXPECT_EQ(facenet::testing::max_abs_diff(y, y_forward), 0.0) << c.batch << "x" << c.in << "->" << c.out;
+      }
+      for (std::int64_t i = 0; i < c.batch; ++i) {
+        Tensor<T> one = Tensor<T>::uninitialized(shape{1, c.in}), y1;
+        std::copy(x.data() + i * c.in, x.data() + (i + 1) * c.in, one.data());
+        plan.forward(one, y1, ws);
+        for (std::int64_t o = 0; o < c.out; ++o) ASSERT_EQ(y1.data()[o], y.data()[i * c.out + o]) << "sample " << i << ", output " << o;
+      }
+    }
+}
+
+TEST(linear_plan, flattens_trailing_dims_and_checks_shapes) {
+  const auto x4 = random_tensor<float>(shape{2, 6, 1, 1}, 14), w = random_tensor<float>(shape{3, 6}, 15);
+  const k::linear_plan<float> plan(w, Tensor<float>());
+  Tensor<float> y4, y2, ws;
+  plan.forward(x4, y4, ws);
+  k::linear_forward(x4.reshape(shape{2, 6}), w, Tensor<float>(), y2);
+  EXPECT_EQ(y4.shape(), (shape{2, 3}));
+  EXPECT_EQ(facenet::testing::max_abs_diff(y4, y2), 0.0);
+  EXPECT_THROW(plan.forward(Tensor<float>({2, 5}), y2, ws), facenet::shape_error);
+  EXPECT_THROW(plan.forward(Tensor<float>({6}), y2, ws), facenet::shape_error);
+  EXPECT_THROW(k::linear_plan<float>(w, Tensor<float>({4})), facenet::shape_error);
+  EXPECT_THROW(k::linear_plan<float>(Tensor<float>({3, 6, 1}), Tensor<float>()), facenet::shape_error);
+  EXPECT_THROW(k::linear_plan<float>().forward(x4, y2, ws), facenet::argument_error);
+}
+
 TEST(linear_grad, finite_differences) {
   auto x = random_tensor<double>(shape{3, 7}, 7), w = random_tensor<double>(shape{5, 7}, 8),
        b = random_tensor<double>(shape{5}, 9);

@@ -57,6 +57,60 @@ void linear_forward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bia
        d.out);
 }
 
+// Inference fully connected layer with w packed once into the GEMM's A panels: y^T = w x^T. Each
+// output does the multiply-adds of linear_forward in the same order (bias first, then the same K
+// blocks, one lane per output), so results are bit-identical to it and across batch sizes, while w is
+// packed once instead of on every call as linear_forward's B operand. Immutable after construction.
+template <class T>
+class linear_plan {
+ public:
+  linear_plan() = default;
+  linear_plan(const Tensor<T>& w, const Tensor<T>& bias) : out_(w.rank() == 2 ? w.size(0) : 0), in_(w.rank() == 2 ? w.size(1) : 0) {
+    FACENET_CHECK(w.rank() == 2 && w.numel() > 0, shape_error, "linear_plan: w must be non-empty [out, in], got " + w.shape().str());
+    detail::require_contiguous(w, "linear_plan", "w");
+    if (!bias.empty()) {
+      detail::require_vector(bias, out_, "linear_plan", "bias");
+      bias_ = bias.clone();
+    }
+    packed_ = Tensor<T>::uninitialized({detail::packed_a_size<T>(out_, in_)});
+    detail::pack_a_full(detail::a_source<T>{w.data(), in_, false, nullptr}, out_, in_, packed_.data());
+  }
+
+  bool empty() const noexcept { return packed_.empty(); }
+
+  // y [N, out] from x [N, in...]; ws holds y^T when N > 1.
+  void forward(const Tensor<T>& x, Tensor<T>& y, Tensor<T>& ws) const {
+    const char* k = "linear_plan::forward";
+    FACENET_CHECK(!empty(), argument_error, std::string(k) + ": the plan holds no weights");
+    FACENET_CHECK(x.rank() >= 2, shape_error, std::string(k) + ": x must be [N, in], got " + x.shape().str());
+    detail::require_contiguous(x, k, "x");
+    const std::int64_t n = x.size(0), in = n == 0 ? in_ : x.numel() / n;
+    FACENET_CHECK(in == in_, shape_error,
+                  std::string(k) + ": x " + x.shape().str() + " has " + std::to_string(in) + " features per sample, the plan expects " +
+                      std::to_string(in_));
+    FACENET_CHECK(!x.shares_storage_with(y), argument_error, std::string(k) + ": input and output share storage");
+    y.resize(shape{n, out_});
+    if (n == 0) return;
+    // y^T [out, N]: for one sample that is y itself.
+    if (n > 1 && (ws.numel() < out_ * n || !ws.is_contiguous())) ws.resize({out_ * n});
+    T* yt = n == 1 ? y.data() : ws.data();
+    for (std::int64_t o = 0; o < out_; ++o) std::fill(yt + o * n, yt + (o + 1) * n, bias_.empty() ? T(0) : bias_.data()[o]);
+    detail::gemm_run(out_, n, in_, T(1), detail::a_source<T>{nullptr, 0, false, packed_.data()},
+                     detail::b_matrix<T>{x.data(), in_, true}, bias_.empty() ? T(0) : T(1), yt, n);
+    if (n > 1)
+      for (std::int64_t j = 0; j < n; ++j)
+        for (std::int64_t o = 0; o < out_; ++o) y.data()[j * out_ + o] = yt[o * n + j];
+  }
+
+  std::int64_t in_features() const noexcept { return in_; }
+  std::int64_t out_features() const noexcept { return out_; }
+
+ private:
+  std::int64_t out_ = 0, in_ = 0;
+  Tensor<T> packed_;  // GEMM A panels of w [out, in]
+  Tensor<T> bias_;
+};
+
 // dx = dy w, shaped like the forward input x.
 template <class T>
 void linear_backward_data(const Tensor<T>& dy, const Tensor<T>& x, const Tensor<T>& w, Tensor<T>& dx) {

@@ -35,15 +35,15 @@ class linear final : public module<T> {
     profile_flops(2 * flops(dy));  // weight and data gradients
   }
 
-  // `bn` (may be null) is folded into a private copy of the weights used by infer().
+  // `bn` (may be null) is folded into a private, packed copy of the weights used by infer().
   void prepare_fused(const batch_norm<T>* bn) {
+    plan_ = kernels::linear_plan<T>();  // the old plan's memory goes before the new one is made
     if (bn) {
-      folded_w_ = Tensor<T>();
-      folded_b_ = Tensor<T>();
-      bn->fold_into(weight, bias, folded_w_, folded_b_);
+      Tensor<T> folded_w, folded_b;
+      bn->fold_into(weight, bias, folded_w, folded_b);
+      plan_ = kernels::linear_plan<T>(folded_w, folded_b);
     } else {
-      folded_w_ = weight.clone();
-      folded_b_ = has_bias_ ? bias.clone() : Tensor<T>();
+      plan_ = kernels::linear_plan<T>(weight, has_bias_ ? bias : Tensor<T>());
     }
   }
   void prepare_inference() override { prepare_fused(nullptr); }
@@ -51,11 +51,11 @@ class linear final : public module<T> {
     prepare_inference();
     release_parameters();
   }
-  // After prepare_*: infer() reads only the folded copy.
+  // After prepare_*: infer() reads only the plan.
   void release_parameters() { weight = bias = weight_grad = bias_grad = x_ = Tensor<T>(); }
-  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>&) const override {
-    FACENET_CHECK(!folded_w_.empty(), argument_error, "linear: infer() before prepare_inference()");
-    kernels::linear_forward(x, folded_w_, folded_b_, y);
+  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override {
+    FACENET_CHECK(!plan_.empty(), argument_error, "linear: infer() before prepare_inference()");
+    plan_.forward(x, y, ws.kernel_scratch());
     profile_flops(flops(y));
   }
 
@@ -75,7 +75,8 @@ class linear final : public module<T> {
  private:
   std::int64_t in_features_;
   bool has_bias_;
-  Tensor<T> x_, unused_bias_grad_, folded_w_, folded_b_;
+  Tensor<T> x_, unused_bias_grad_;
+  kernels::linear_plan<T> plan_;
 };
 
 // Linear followed by BatchNorm1d (IRv1's last_linear + last_bn): one module so inference can fold.
