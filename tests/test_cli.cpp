@@ -177,6 +177,25 @@ TEST(cli, embed_matches_the_library_for_images_and_npy) {
   EXPECT_EQ(run("embed --weights " + q(w) + " --input-npy " + q(scratch_dir() / "x.npy") + " --output e.txt").code, 2);
 }
 
+// --input-npy holds aligned crops: no detector is loaded, so missing MTCNN weights do not matter.
+TEST(cli, input_npy_needs_no_mtcnn_weights) {
+  const fs::path w = nn4_weights(), out = scratch_dir() / "npy_only.npy";
+  const facenet::Tensor<float> x = facenet::testing::random_tensor<float>({2, 3, 96, 96}, 7);
+  write_npy(scratch_dir() / "npy_only_x.npy", x);
+  const std::string no_mtcnn = " --mtcnn " + q(scratch_dir() / "no_such_mtcnn_dir");
+  const run_result r = run("embed --weights " + q(w) + no_mtcnn + " --input-npy " + q(scratch_dir() / "npy_only_x.npy") +
+                           " --output " + q(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto got = facenet::io::load_npy(out.string()).entries().at(0).value;
+  const facenet::Tensor<float> want = library_embedding(w, x);
+  ASSERT_EQ(got.shape(), want.shape());
+  for (std::int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ(got.data()[i], want.data()[i]) << i;
+  // Images still need the detector: the missing directory is reported.
+  const run_result img = run("embed --weights " + q(w) + no_mtcnn + " " + q(scratch_dir() / "npy_only_x.npy"));
+  EXPECT_NE(img.code, 0);
+  EXPECT_NE(img.err.find("no_such_mtcnn_dir"), std::string::npos) << img.err;
+}
+
 TEST(cli, wrong_architecture_and_no_face) {
   REQUIRE_SHARED_PATH(shared() / "weights/mtcnn/facenet-pytorch/pnet.pt");
   const fs::path face = shared() / "images/test_images_aligned/angelina_jolie/1.png";

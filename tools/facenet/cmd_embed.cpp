@@ -43,7 +43,7 @@ int run_embed(int argc, char** argv, int first) {
   const bool from_npy = a->has("input-npy");
   FACENET_CHECK(from_npy != !a->positional().empty(), argument_error, "give either IMAGE... or --input-npy X.npy (see --help)");
   if (a->has("output")) npy_output(a->get("output"));  // a bad name fails before the slow part
-  face_embedder fe(*a, false);
+  face_embedder fe(*a, false, "method", !from_npy);
   const Tensor<float> e = from_npy ? fe.embed_tensor(read_input_npy(a->get("input-npy"))) : fe.embed_files(a->positional());
   if (a->has("output")) {
     npy_output(a->get("output")) ? save_npy_2d(a->get("output"), e) : save_csv_2d(a->get("output"), e);

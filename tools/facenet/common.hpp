@@ -232,9 +232,10 @@ inline void draw_faces(data::image& img, const std::vector<detect::face>& faces)
 // The image -> face -> embedding path shared by embed, verify, identify, cluster and demo, set up
 // from the common options (--weights, --arch, --no-detect, --mtcnn, --method, --margin).
 // `align_option` names the alignment option: cluster spends --method on the clustering algorithm.
+// Without `images` (embed --input-npy: crops already aligned) no detector is loaded.
 class face_embedder {
  public:
-  face_embedder(const args& a, bool allow_random, const std::string& align_option = "method")
+  face_embedder(const args& a, bool allow_random, const std::string& align_option = "method", bool images = true)
       : model_(model_from_args(a, allow_random)), net_(std::move(model_.net)),  // converted in place, not copied
         // A model that carries its training crops' landmark template is warped onto it unless told otherwise.
         method_(parse_align_method(a.get(align_option, model_.align_template ? "similarity" : "crop"))),
@@ -242,7 +243,7 @@ class face_embedder {
         margin_(static_cast<float>(a.number("margin", 0))),
         standardization_(a.has("standardize") ? data::parse_standardization(a.get("standardize"))
                                               : model_.standardization) {
-    if (!a.has("no-detect")) detector_.emplace(load_mtcnn(a.get("mtcnn"), mtcnn_options_from(a)));
+    if (images && !a.has("no-detect")) detector_.emplace(load_mtcnn(a.get("mtcnn"), mtcnn_options_from(a)));
   }
 
   // What was loaded (architecture, source, standardization, ...); its `net` now lives in the embedder.
