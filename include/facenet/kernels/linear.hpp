@@ -102,9 +102,6 @@ class linear_plan {
         for (std::int64_t o = 0; o < out_; ++o) y.data()[j * out_ + o] = yt[o * n + j];
   }
 
-  std::int64_t in_features() const noexcept { return in_; }
-  std::int64_t out_features() const noexcept { return out_; }
-
  private:
   std::int64_t out_ = 0, in_ = 0;
   Tensor<T> packed_;  // GEMM A panels of w [out, in]

@@ -452,8 +452,8 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t 
   // L1 and never evicts the packed B block from L2 (packing all of M at once did, at m = 512).
   const bool pack_a_here = !as.packed && !ops.a_in_place;
   T* abuf = pack_a_here ? thread_scratch<T>(1, G::mr * kb) : nullptr;
+  const bool stream_a = n1 - n0 <= 2 * G::nr;  // see a_packed_view::stream
   // Equal column blocks of at most nc (n = 512 is one block, not 432 + 80).
-  const bool stream_a = n1 - n0 <= 2 * G::nr;
   const std::int64_t nblocks = (n1 - n0 + G::nc - 1) / G::nc;
   const std::int64_t nc = round_up((n1 - n0 + nblocks - 1) / nblocks, G::nr);
   for (std::int64_t j0 = n0; j0 < n1; j0 += nc) {
