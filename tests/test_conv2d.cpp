@@ -46,6 +46,8 @@ const conv_case kCases[] = {
     {1, 9, 8, 8, 13, 7, 1, fk::conv2d_params::symmetric(3, 0)},  // Block17 7x1
     {2, 11, 5, 5, 9, 1, 3, fk::conv2d_params::symmetric(0, 1)},  // Block8 1x3
     {1, 11, 5, 5, 9, 3, 1, fk::conv2d_params::symmetric(1, 0)},  // Block8 3x1
+    {2, 5, 6, 9, 7, 1, 4, pads(1, 2, 2, 0)},             // 1xk on the transposed image, padded all round
+    {1, 3, 4, 7, 5, 1, 3, pads(0, 0, 0, 0)},             // 1xk unpadded: still a transposed copy
     {1, 5, 9, 6, 3, 3, 1, pads(0, 0, 0, 0)},             // implicit straight from the input (no copy)
     {5, 3, 15, 15, 4, 3, 3, fk::conv2d_params::symmetric(1, 1)},     // 225 pixels: groups of 3 images, then 2
     {5, 6, 12, 12, 5, 1, 1, pads(0, 0, 0, 0)},           // 1x1, 144 pixels: backward in groups of 4, then 1

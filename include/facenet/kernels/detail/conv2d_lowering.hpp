@@ -38,6 +38,10 @@ struct conv_geometry {
   std::int64_t extended_n() const { return oh * wp(); }
   bool needs_padded_copy() const { return pt + pb + pl + pr > 0 || kw > 1; }
   bool needs_compaction() const { return wp() != ow; }
+  // A 1 x kw kernel runs as kw x 1 on the transposed image: its output rows are then as wide as the
+  // padded rows, so no column is computed and dropped (1x7 on 8x8 otherwise drops 6 of 14).
+  bool transposes() const { return implicit() && kh == 1 && kw > 1; }
+  conv_geometry transposed() const { return {n, c, w, h, o, kw, kh, ow, oh, sw, sh, pl, pr, pt, pb}; }
 };
 
 // Iterations per thread below which a loop whose iterations each touch `elements` values stays serial
@@ -138,6 +142,23 @@ void pad_image(const conv_geometry& g, const T* x, T* xp) {
       min_iterations(hp * wp));
 }
 
+// Zero-padded copy of one image in the layout of transposed(): xt[c][ix + pl][iy + pt] = x[c][iy][ix].
+template <class T>
+void pad_image_transposed(const conv_geometry& g, const T* x, T* xt) {
+  const conv_geometry t = g.transposed();
+  const std::int64_t rows = t.hp(), cols = t.wp();
+  std::memset(static_cast<void*>(xt), 0, static_cast<std::size_t>(t.padded_size()) * sizeof(T));
+  parallel::parallel_for(
+      0, g.c,
+      [&](std::int64_t c) {
+        T* dst = xt + c * rows * cols + t.pt * cols + t.pl;
+        const T* src = x + c * g.h * g.w;
+        for (std::int64_t iy = 0; iy < g.h; ++iy)
+          for (std::int64_t ix = 0; ix < g.w; ++ix) dst[ix * cols + iy] = src[iy * g.w + ix];
+      },
+      min_iterations(rows * cols));
+}
+
 // Entries of the row-offset table: one per B row plus the GEMM's prefetch slack.
 inline std::int64_t row_offsets_size(const conv_geometry& g) { return g.k() + gemm_prefetch_rows; }
 
@@ -228,9 +249,36 @@ std::int64_t forward_workspace_size(const conv_geometry& g, forward_grouping gro
   if (g.pointwise()) return 0;
   if (const std::int64_t group = images_per_gemm<T>(g); grouping == forward_grouping::grouped && group > 1)
     return (g.o + g.k()) * group * g.spatial();
+  if (g.transposes()) return g.transposed().padded_size() + g.o * g.spatial();
   if (g.implicit())
     return (g.needs_padded_copy() ? g.padded_size() : 0) + (g.needs_compaction() ? g.o * g.extended_n() : 0);
   return g.k() * g.spatial();
+}
+
+// forward_image for a 1 x kw kernel (conv_geometry::transposes): the product of the transposed image
+// lands in ws as [o][ox][oy]; the epilogue pass transposes it back.
+template <class T>
+void forward_image_transposed(const conv_geometry& g, const conv_forward_args<T>& a, const T* x, T* y, T* ws,
+                              std::int64_t* offsets) {
+  const conv_geometry t = g.transposed();
+  pad_image_transposed(g, x, ws);
+  implicit_row_offsets(t, t.hp() * t.wp(), t.wp(), offsets);
+  T* product = ws + t.padded_size();
+  const std::int64_t s = g.spatial();
+  gemm_run(g.o, s, g.k(), T(1), a.weights, b_offset_rows<T>{ws, offsets}, T(0), product, s,
+           static_cast<const gemm_epilogue<T>*>(nullptr));
+  parallel::parallel_for(
+      0, g.o,
+      [&](std::int64_t oc) {
+        const T bias = a.bias ? a.bias[oc] : T(0);
+        const T* src = product + oc * s;
+        for (std::int64_t oy = 0; oy < g.oh; ++oy)
+          for (std::int64_t ox = 0; ox < g.ow; ++ox) {
+            const std::int64_t at = oc * s + oy * g.ow + ox;
+            y[at] = finish_output(src[ox * g.oh + oy], bias, a.residual ? a.residual + at : nullptr, a.residual_scale, a.relu);
+          }
+      },
+      min_iterations(s));
 }
 
 // y[o, oh*ow] = epilogue(W x) for one image; `ws` holds forward_workspace_size elements and `offsets`
@@ -253,6 +301,7 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
     gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, b_matrix<T>{ws, g.spatial(), false}, T(0), y, g.spatial(), fuse ? &ep : nullptr);
     return;
   }
+  if (g.transposes()) return forward_image_transposed(g, a, x, y, ws, offsets);
   const T* image = x;
   std::int64_t plane = g.h * g.w, row_width = g.w;
   if (g.needs_padded_copy()) {
