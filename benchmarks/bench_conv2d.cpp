@@ -25,6 +25,8 @@ const conv_shape kShapes[] = {
     {"irv1_conv2d_2b_32to64_p1_77", 32, 77, 77, 64, 3, 3, fk::conv2d_params::symmetric(1, 1)},
     {"irv1_conv2d_4a_80to192_38", 80, 38, 38, 192, 3, 3, {}},
     {"irv1_conv2d_4b_192to256_s2_36", 192, 36, 36, 256, 3, 3, {2, 2, 0, 0, 0, 0}},
+    {"irv1_mixed_6a_3x3_256to384_s2_17", 256, 17, 17, 384, 3, 3, {2, 2, 0, 0, 0, 0}},
+    {"irv1_mixed_7a_3x3_256to384_s2_8", 256, 8, 8, 384, 3, 3, {2, 2, 0, 0, 0, 0}},
     {"irv1_block35_3x3_32to32_p1_17", 32, 17, 17, 32, 3, 3, fk::conv2d_params::symmetric(1, 1)},
     {"irv1_block17_1x7_128to128_8", 128, 8, 8, 128, 1, 7, fk::conv2d_params::symmetric(0, 3)},
     {"irv1_block17_7x1_128to128_8", 128, 8, 8, 128, 7, 1, fk::conv2d_params::symmetric(3, 0)},
