@@ -352,25 +352,6 @@ struct b_direct_view {  // B read in place: row p at base + off[p] (off has gemm
   const T* row(std::int64_t p) const { return base + off[p]; }
 };
 
-// Merges a tile parked as mr rows of NV vectors (unscaled sums) into C through finish_value: the edge
-// tiles of micro_kernel and every tile of panel_columns, so a column comes out bit-identical whichever
-// kernel computed it (batch-1 and batch-N embeddings agree to the bit).
-template <class T, int NV>
-void store_parked(const T* parked, const tile_store<T>& s) {
-  using V = simd::batch<T>;
-  constexpr int w = gemm_shape<T>::w, nr = NV * w;
-  const V alpha = simd::broadcast(s.alpha);
-  for (int i = 0; i < s.rows; ++i)
-    for (int v = 0; v < NV && v * w < s.cols; ++v) {
-      const int n = std::min(w, s.cols - v * w);
-      const V out = finish_value(alpha * simd::load_aligned(parked + i * nr + v * w), s, i, v * w, n);
-      if (n == w)
-        simd::store(s.c + i * s.ldc + v * w, out);
-      else
-        simd::store_partial(s.c + i * s.ldc + v * w, out, static_cast<std::size_t>(n));
-    }
-}
-
 // acc[mr][nv] += A panel (mr x kc) * B panel (kc x nr), then merge into C. Full tiles store whole
 // vectors; edge tiles store partial vectors (only the last vector of a row is partial).
 template <class T, int NV, class AView, class BView>
@@ -423,7 +404,15 @@ void micro_kernel(std::int64_t kc, const AView a, const BView b, const tile_stor
   for (int i = 0; i < mr; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < nv; ++v) simd::store_aligned(&parked[i][v * w], acc[i][v]);
-  store_parked<T, nv>(&parked[0][0], s);
+  for (int i = 0; i < s.rows; ++i)
+    for (int v = 0; v < nv && v * w < s.cols; ++v) {
+      const int n = std::min(w, s.cols - v * w);
+      const V out = finish_value(alpha * simd::load_aligned(&parked[i][v * w]), s, i, v * w, n);
+      if (n == w)
+        simd::store(s.c + i * s.ldc + v * w, out);
+      else
+        simd::store_partial(s.c + i * s.ldc + v * w, out, static_cast<std::size_t>(n));
+    }
 }
 
 // How one product reads its operands. Packing costs about one L2 round trip per element; it pays
@@ -670,24 +659,22 @@ bool packed_few_columns(std::int64_t n, const a_source<T>& as) {
 }
 
 // C rows of panels [q0, q1) (whole mr-row panels of the pre-packed A) against bc, B as k x NC rows.
-// Like the tiled kernel, each K block's sums are merged into C before the next block starts, so the
-// rounding is the same.
 template <class T, int NC>
 void panel_columns(std::int64_t q0, std::int64_t q1, std::int64_t m, std::int64_t k, T alpha, const T* packed,
-                   const T* bc, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
+                                   const T* bc, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
   using P = panel_batch<T>;
-  constexpr int mr = gemm_shape<T>::mr, w = gemm_shape<T>::w, nv = (NC + w - 1) / w;
+  constexpr int mr = gemm_shape<T>::mr;
   const std::int64_t mp = round_up(m, mr), kb = k_block<T>(k);
   for (std::int64_t q = q0; q < q1; q += 2) {
     const int panels = q + 1 < q1 ? 2 : 1;
+    P acc[2][NC];
+#pragma GCC unroll 16
+    for (int j = 0; j < NC; ++j) acc[0][j] = acc[1][j] = P(T(0));
     for (std::int64_t k0 = 0; k0 < k; k0 += kb) {
       const std::int64_t kc = std::min(kb, k - k0);
       const T* a0 = packed + k0 * mp + q * mr * kc;
       const T* a1 = panels == 2 ? a0 + mr * kc : a0;  // a lone last panel is computed twice, stored once
       const T* b = bc + k0 * NC;
-      P acc[2][NC];
-#pragma GCC unroll 16
-      for (int j = 0; j < NC; ++j) acc[0][j] = acc[1][j] = P(T(0));
       for (std::int64_t p = 0; p < kc; ++p) {
         if (p % 2 == 0) {  // weights stream once: 4 KiB ahead, as a_packed_view (a line is 2 float k steps)
           __builtin_prefetch(a0 + (p + 128) * mr, 0, 3);
@@ -701,20 +688,25 @@ void panel_columns(std::int64_t q0, std::int64_t q1, std::int64_t m, std::int64_
           acc[1][j] = simd::fma(x1, bj, acc[1][j]);
         }
       }
-      const bool first = k0 == 0, last = k0 + kc == k;
-      for (int h = 0; h < panels; ++h) {
-        alignas(64) T sums[NC][mr];
-        alignas(64) T parked[mr][nv * w] = {};  // lanes past NC are loaded, never stored
-#pragma GCC unroll 16
-        for (int j = 0; j < NC; ++j) acc[h][j].store_aligned(sums[j]);
-        for (int r = 0; r < mr; ++r)
-          for (int j = 0; j < NC; ++j) parked[r][j] = sums[j][r];
-        const std::int64_t row0 = (q + h) * mr;
-        const tile_store<T> s{c + row0 * ldc, ldc, static_cast<int>(std::min<std::int64_t>(mr, m - row0)), NC, alpha,
-                              first ? beta : T(1), !first || beta != T(0), last ? ep : nullptr, row0, 0};
-        store_parked<T, nv>(&parked[0][0], s);
-      }
     }
+    alignas(64) T out[2][NC][mr];
+#pragma GCC unroll 16
+    for (int j = 0; j < NC; ++j) {
+      acc[0][j].store_aligned(out[0][j]);
+      acc[1][j].store_aligned(out[1][j]);
+    }
+    for (int h = 0; h < panels; ++h)
+      for (int r = 0; r < mr && (q + h) * mr + r < m; ++r) {
+        const std::int64_t i = (q + h) * mr + r;
+        for (int j = 0; j < NC; ++j) {
+          T& dst = c[i * ldc + j];
+          T v = alpha * out[h][j][r] + (beta == T(0) ? T(0) : beta * dst);
+          if (ep)
+            v = finish_output(v, ep->bias ? ep->bias[i] : T(0), ep->residual ? ep->residual + i * ep->ldr + j : nullptr,
+                              ep->residual_scale, ep->relu);
+          dst = v;
+        }
+      }
   }
 }
 
