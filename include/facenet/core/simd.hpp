@@ -29,12 +29,6 @@ inline constexpr std::size_t width = batch<T>::size;
 
 inline const char* arch_name() { return xsimd::default_arch::name(); }
 
-// A vector of exactly N lanes of T from any supported architecture (void if none has one): the
-// few-column GEMM keeps one k step of an mr-row packed panel per register (8 floats on AVX-512).
-// Used through its members (load_unaligned, store_aligned, broadcast constructor) and simd::fma.
-template <class T, std::size_t N>
-using sized_batch = xsimd::make_sized_batch_t<T, N>;
-
 template <class T>
 inline batch<T> broadcast(T v) {
   return batch<T>(v);
@@ -87,8 +81,8 @@ inline void store_partial(T* p, const batch<T>& v, std::size_t n) {
   v.store_aligned(tmp);
   for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
 }
-template <class T, class A>
-inline xsimd::batch<T, A> fma(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, const xsimd::batch<T, A>& c) {
+template <class T>
+inline batch<T> fma(const batch<T>& a, const batch<T>& b, const batch<T>& c) {
   return xsimd::fma(a, b, c);
 }
 template <class T>
