@@ -11,7 +11,7 @@
 namespace facenet::cli {
 namespace {
 
-const char* help =
+const char* align_help =
     "usage: facenet align [--method crop|similarity] [--size 160] [--margin 0] IN... --out DIR\n"
     "       facenet align --dataset [options] DATASET_DIR --out DIR\n"
     "                     [--mtcnn DIR] [--min-face 20] [--thresholds 0.6,0.7,0.7] [--factor 0.709] [--threads N]\n"
@@ -110,7 +110,7 @@ std::size_t align_dataset(const std::string& root, detect::mtcnn& detector, cons
 }  // namespace
 
 int run_align(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help, {"dataset"},
+  const auto a = parse_command(argc, argv, first, align_help, {"dataset"},
                                {"method", "size", "margin", "out", "mtcnn", "min-face", "thresholds", "factor"});
   if (!a) return exit_ok;
   FACENET_CHECK(a->has("out"), argument_error, "--out DIR is required (see --help)");

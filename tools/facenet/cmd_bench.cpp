@@ -14,7 +14,7 @@
 namespace facenet::cli {
 namespace {
 
-const char* help =
+const char* bench_help =
     "usage: facenet bench [--arch nn4_small2|inception_resnet_v1] [--batch 8] [--threads T] [--train]\n"
     "                     [--iters 10] [--weights W] [--json] [--profile]\n"
     "Times the inference embedder (BN folded) or, with --train, one forward(training) + backward step,\n"
@@ -61,7 +61,7 @@ std::vector<double> time_runs(long iters, const std::function<void()>& run) {
 }  // namespace
 
 int run_bench(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help, {"train", "json", "profile"}, {"arch", "batch", "iters", "weights"});
+  const auto a = parse_command(argc, argv, first, bench_help, {"train", "json", "profile"}, {"arch", "batch", "iters", "weights"});
   if (!a) return exit_ok;
   FACENET_CHECK(a->positional().empty(), argument_error, "unexpected argument '" + (a->positional().empty() ? "" : a->positional()[0]) + "'");
   const long batch = a->integer("batch", 8), iters = a->integer("iters", 10);

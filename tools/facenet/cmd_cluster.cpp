@@ -16,7 +16,7 @@
 namespace facenet::cli {
 namespace {
 
-const std::string help = std::string(
+const std::string cluster_help = std::string(
     "usage: facenet cluster [--weights W] [--method chinese-whispers|dbscan] [--threshold T]\n"
     "                       [--eps E --min-samples M] [--no-detect] [--out DIR] FOLDER|IMAGE...\n"
     "       facenet cluster --embeddings E.npy [--names LIST | IMAGE...] [options]\n"
@@ -168,7 +168,7 @@ void write_folders(const std::string& dir, const eval::clustering& c, const std:
 }  // namespace
 
 int run_cluster(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help.c_str(), {"no-detect", "symlink"},
+  const auto a = parse_command(argc, argv, first, cluster_help.c_str(), {"no-detect", "symlink"},
                                embedding_options({"method", "threshold", "iterations", "seed", "eps", "min-samples", "out",
                                                   "embeddings", "names"},
                                                  "align"));

@@ -11,7 +11,7 @@
 namespace facenet::cli {
 namespace {
 
-const char* help =
+const char* convert_help =
     "usage: facenet convert SRC DST.safetensors [--format auto|pytorch|npy|npz|safetensors|tf-checkpoint|tf-frozen|\n"
     "                       torch7|openface-csv] [--arch NAME] [--dtype F32|F16|BF16] [--strict] [--verify]\n"
     "                       [--metadata KEY=VALUE]...\n"
@@ -75,7 +75,7 @@ void verify(const std::string& dst, const std::string& arch) {
 }  // namespace
 
 int run_convert(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help, {"strict", "verify"}, {"format", "arch", "dtype", "metadata"});
+  const auto a = parse_command(argc, argv, first, convert_help, {"strict", "verify"}, {"format", "arch", "dtype", "metadata"});
   if (!a) return exit_ok;
   FACENET_CHECK(a->positional().size() == 2, argument_error, "expected SRC and DST (see --help)");
   const std::string src = a->positional()[0], dst = a->positional()[1];

@@ -10,7 +10,7 @@
 namespace facenet::cli {
 namespace {
 
-const std::string help = std::string(
+const std::string demo_help = std::string(
     "usage: facenet demo [IMAGE...] [--out DIR] [--weights W] [--mtcnn DIR] [--threshold 1.1] [--threads N]\n"
     "Detects the faces of each image (boxes and landmarks drawn to DIR/<name>_faces.png), aligns the\n"
     "largest (DIR/<name>_face.png), embeds it and prints the distance matrix with same/different\n"
@@ -49,7 +49,7 @@ std::string label_of(const std::string& path) {
 }  // namespace
 
 int run_demo(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help.c_str(), {}, {"out", "weights", "arch", "mtcnn", "threshold"});
+  const auto a = parse_command(argc, argv, first, demo_help.c_str(), {}, {"out", "weights", "arch", "mtcnn", "threshold"});
   if (!a) return exit_ok;
   const std::vector<std::string> paths = demo_images(a->positional());
   for (const auto& p : paths) require_file(p, "image");

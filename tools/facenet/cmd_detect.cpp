@@ -10,7 +10,7 @@
 namespace facenet::cli {
 namespace {
 
-const char* help =
+const char* detect_help =
     "usage: facenet detect [--mtcnn DIR] IMAGE... [--draw OUT.png] [--min-face 20] [--thresholds 0.6,0.7,0.7]\n"
     "                      [--factor 0.709] [--threads N]\n"
     "Prints {\"image\", \"width\", \"height\", \"faces\": [{\"box\": [x1,y1,x2,y2], \"prob\", \"landmarks\": [[x,y] x5]}]}\n"
@@ -44,7 +44,7 @@ std::string draw_path(const std::string& out, std::size_t i, std::size_t n) {
 }  // namespace
 
 int run_detect(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help, {}, {"mtcnn", "draw", "min-face", "thresholds", "factor"});
+  const auto a = parse_command(argc, argv, first, detect_help, {}, {"mtcnn", "draw", "min-face", "thresholds", "factor"});
   if (!a) return exit_ok;
   const auto& paths = a->positional();
   FACENET_CHECK(!paths.empty(), argument_error, "no IMAGE given (see --help)");

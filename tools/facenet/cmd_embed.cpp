@@ -9,7 +9,7 @@
 namespace facenet::cli {
 namespace {
 
-const std::string help = std::string(
+const std::string embed_help = std::string(
     "usage: facenet embed --weights W IMAGE... [--no-detect] [--output emb.npy|emb.csv]\n"
     "       facenet embed --weights W --input-npy X.npy [--output emb.npy|emb.csv]\n"
     "Embeds the largest face of each image (or each image as is with --no-detect). Without --output\n"
@@ -38,7 +38,7 @@ bool npy_output(const std::string& path) {
 }  // namespace
 
 int run_embed(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help.c_str(), {"no-detect"}, embedding_options({"output", "input-npy"}));
+  const auto a = parse_command(argc, argv, first, embed_help.c_str(), {"no-detect"}, embedding_options({"output", "input-npy"}));
   if (!a) return exit_ok;
   const bool from_npy = a->has("input-npy");
   FACENET_CHECK(from_npy != !a->positional().empty(), argument_error, "give either IMAGE... or --input-npy X.npy (see --help)");

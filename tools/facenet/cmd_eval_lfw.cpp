@@ -10,7 +10,7 @@
 namespace facenet::cli {
 namespace {
 
-const std::string help = std::string(
+const std::string eval_lfw_help = std::string(
     "usage: facenet eval-lfw --weights W --images DIR --pairs pairs.txt [--folds 10] [--far 1e-3]\n"
     "                        [--ext jpg] [--json] [--no-detect] [...]\n"
     "DIR/<name>/<name>_<NNNN>.<ext> as in LFW (--lfw DIR is accepted too); pairs.txt in LFW's pairs format (View 2, or a View 1\n"
@@ -21,7 +21,7 @@ const std::string help = std::string(
 }  // namespace
 
 int run_eval_lfw(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help.c_str(), {"no-detect", "json"},
+  const auto a = parse_command(argc, argv, first, eval_lfw_help.c_str(), {"no-detect", "json"},
                                embedding_options({"images", "lfw", "pairs", "folds", "far", "ext"}));
   if (!a) return exit_ok;
   FACENET_CHECK(a->has("images") != a->has("lfw"), argument_error, "give the LFW image directory once: --images DIR (or --lfw DIR)");

@@ -10,7 +10,7 @@
 namespace facenet::cli {
 namespace {
 
-const std::string help = std::string(
+const std::string identify_help = std::string(
     "usage: facenet identify --weights W --gallery DIR IMAGE... [--threshold 1.1]\n"
     "DIR holds one folder per person with one or more images. Each IMAGE's face is matched to the\n"
     "gallery face nearest to it; prints `IMAGE<TAB>NAME<TAB>distance`, NAME \"unknown\" when the\n"
@@ -20,7 +20,7 @@ const std::string help = std::string(
 }  // namespace
 
 int run_identify(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help.c_str(), {"no-detect"}, embedding_options({"gallery", "threshold"}));
+  const auto a = parse_command(argc, argv, first, identify_help.c_str(), {"no-detect"}, embedding_options({"gallery", "threshold"}));
   if (!a) return exit_ok;
   FACENET_CHECK(a->has("gallery"), argument_error, "--gallery DIR is required (see --help)");
   FACENET_CHECK(!a->positional().empty(), argument_error, "no IMAGE given (see --help)");

@@ -15,7 +15,7 @@ int run_train(int argc, char** argv, int first);
 
 namespace {
 
-const char* const help =
+const char* const train_help =
     "usage: facenet train --data DIR --out W.safetensors (--steps N | --epochs E) [options]\n"
     "Trains on DIR/<person>/<image> (aligned faces: LFW, ORL layouts; JPEG/PNG/PGM).\n"
     "  --people LIST        identities to train on (LFW people*.txt format); default all sub-folders\n"
@@ -91,7 +91,7 @@ std::string command_line(int argc, char** argv, int first) {
 }  // namespace
 
 int run_train(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help, {"resume"},
+  const auto a = parse_command(argc, argv, first, train_help, {"resume"},
                                {"data", "people", "arch", "init", "out", "steps", "epochs", "batch-people", "batch-images",
                                 "extra-negatives", "loss", "mining", "alpha", "optimizer", "momentum", "lr", "weight-decay",
                                 "clip", "schedule", "warmup", "seed", "workers", "standardize", "checkpoint",

@@ -8,7 +8,7 @@
 namespace facenet::cli {
 namespace {
 
-const std::string help = std::string(
+const std::string verify_help = std::string(
     "usage: facenet verify --weights W IMG1 IMG2 [--threshold 1.1]\n"
     "Prints the Euclidean distance of the two (L2-normalised) embeddings, the threshold and the verdict\n"
     "(same if distance <= threshold). Exit code 0 either way.\n"
@@ -18,7 +18,7 @@ const std::string help = std::string(
 }  // namespace
 
 int run_verify(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, help.c_str(), {"no-detect"}, embedding_options({"threshold"}));
+  const auto a = parse_command(argc, argv, first, verify_help.c_str(), {"no-detect"}, embedding_options({"threshold"}));
   if (!a) return exit_ok;
   FACENET_CHECK(a->positional().size() == 2, argument_error, "expected exactly two images IMG1 IMG2 (see --help)");
   face_embedder fe(*a, false);
