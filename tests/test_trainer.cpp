@@ -33,7 +33,7 @@ std::vector<std::string> orl_people(int first, int last) {
 }
 
 // A fresh, empty directory under the build's temp space.
-fs::path scratch_dir(const std::string& name) {
+fs::path trainer_scratch_dir(const std::string& name) {
   const fs::path d = fs::temp_directory_path() / ("facenet_test_trainer_" + std::to_string(::getpid())) / name;
   fs::remove_all(d);
   fs::create_directories(d);
@@ -92,7 +92,7 @@ double mean_loss(const std::vector<step_record>& s, std::size_t first, std::size
 
 TEST(Trainer, LearnsOnOrlAndBeatsTheUntrainedNetworkOnHeldOutPeople) {
   FACENET_REQUIRE_SHARED("data/orl/s40");
-  const fs::path dir = scratch_dir("learn");
+  const fs::path dir = trainer_scratch_dir("learn");
   trainer_config c = orl_config(40, 5, 4);
   c.eval = orl_holdout_pairs();
   c.checkpoint_dir = dir.string();
@@ -134,7 +134,7 @@ TEST(Trainer, ResumeFromCheckpointReproducesTheLossesBitForBit) {
   trainer straight(orl_config(n, 3, 2));
   straight.run();
 
-  const fs::path dir = scratch_dir("resume");
+  const fs::path dir = trainer_scratch_dir("resume");
   trainer_config c = orl_config(n, 3, 2);
   c.checkpoint_dir = dir.string();
   {
@@ -172,7 +172,7 @@ TEST(Trainer, ResumeFromCheckpointReproducesTheLossesBitForBit) {
 
 TEST(Trainer, NanStopsWithTheStepAndKeepsTheLastGoodCheckpoint) {
   FACENET_REQUIRE_SHARED("data/orl/s40");
-  const fs::path dir = scratch_dir("nan");
+  const fs::path dir = trainer_scratch_dir("nan");
   trainer_config c = orl_config(5, 2, 2);
   c.checkpoint_every = 2;
   c.checkpoint_dir = dir.string();
@@ -201,7 +201,7 @@ TEST(Trainer, NanStopsWithTheStepAndKeepsTheLastGoodCheckpoint) {
 }
 
 TEST(Trainer, UnwritableCheckpointIsAnIoErrorAndKeepsThePreviousFile) {
-  const fs::path dir = scratch_dir("durable");
+  const fs::path dir = trainer_scratch_dir("durable");
   const std::string path = (dir / "checkpoint.safetensors").string();
   write_file_durably(path, "first");
   fs::create_directory(path + ".tmp");  // the temp file cannot be created (works even as root)
@@ -252,7 +252,7 @@ TEST(Checkpoint, RoundTripsEveryPartAndRejectsForeignFiles) {
 }
 
 TEST(TrainingLog, ResumeKeepsOnlyEarlierRows) {
-  const fs::path dir = scratch_dir("log");
+  const fs::path dir = trainer_scratch_dir("log");
   const std::string path = (dir / "log.csv").string();
   {
     training_log log(path);
@@ -286,7 +286,7 @@ TEST(Plot, DrawsSeriesAndAxesAndRejectsBadInput) {
   plot_options tiny;
   tiny.width = 20;
   EXPECT_THROW(render_line_plot({s}, tiny), argument_error);
-  const fs::path dir = scratch_dir("plot");
+  const fs::path dir = trainer_scratch_dir("plot");
   save_roc_plot((dir / "roc.png").string(), {0, 0.1, 1}, {0, 0.8, 1});
   const data::image back = data::load_image((dir / "roc.png").string());
   EXPECT_EQ(back.width, 400);
@@ -305,7 +305,7 @@ TEST(Trainer, RejectsBadConfiguration) {
   c = orl_config(2, 4, 2);
   c.resume = true;
   EXPECT_THROW(trainer{c}, argument_error);  // no checkpoint directory
-  c.checkpoint_dir = scratch_dir("empty").string();
+  c.checkpoint_dir = trainer_scratch_dir("empty").string();
   EXPECT_THROW(trainer{c}, io_error);  // nothing to resume from
   c = orl_config(2, 40, 2);
   EXPECT_THROW(trainer{c}, argument_error);  // P larger than the 30 people
@@ -313,7 +313,7 @@ TEST(Trainer, RejectsBadConfiguration) {
 
 TEST(Trainer, SoftmaxHeadTrainsCheckpointsAndResumes) {
   FACENET_REQUIRE_SHARED("data/orl/s40");
-  const fs::path dir = scratch_dir("softmax");
+  const fs::path dir = trainer_scratch_dir("softmax");
   trainer_config c = orl_config(3, 2, 2);
   c.loss = objective::softmax;
   c.checkpoint_dir = dir.string();
