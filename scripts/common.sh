@@ -14,3 +14,13 @@ configure() {
   # shellcheck disable=SC2086  # FACENET_CMAKE_ARGS is a list of words on purpose
   cmake -S "$root" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release ${FACENET_CMAKE_ARGS:-}
 }
+
+# timed LABEL COMMAND...: runs COMMAND and then prints how long it took, so a CI log shows where its
+# time went; keeps COMMAND's exit status.
+timed() {
+  local label=$1 start=$SECONDS status=0
+  shift
+  "$@" || status=$?
+  echo "== $label: $((SECONDS - start)) s"
+  return $status
+}

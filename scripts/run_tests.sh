@@ -7,10 +7,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 configure
-cmake --build "$build_dir" -j 2
+timed "Release build" cmake --build "$build_dir" -j 2
 cd "$build_dir"
 # ctest ends with its summary (pass count and the names of failed tests).
-ctest -j 2 --output-on-failure
+timed "Release tests" ctest -j 2 --output-on-failure
 
 default_sanitized=0
 [[ "${CI:-}" == true ]] && default_sanitized=1
