@@ -2,6 +2,7 @@
 // xsimd upgrade (8.1 on Debian 12 -> newer API) touches this file alone.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <type_traits>
 
@@ -81,9 +82,25 @@ inline void store_partial(T* p, const batch<T>& v, std::size_t n) {
   v.store_aligned(tmp);
   for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
 }
+// a * b + c with one rounding wherever the machine has FMA, at every optimisation level: xsimd 8.1
+// has no AVX-512 fma and falls back to a * b + c, which GCC fuses only from -O2 on (-O1 builds -
+// the sanitizer builds - then rounded the GEMM differently and ran it at half speed). The scalar
+// overload rounds the way the vector one does, so scalar tails and vector bodies agree.
 template <class T>
 inline batch<T> fma(const batch<T>& a, const batch<T>& b, const batch<T>& c) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<T, float>::value && width<T> == 16) return batch<T>(_mm512_fmadd_ps(a, b, c));
+  if constexpr (std::is_same<T, double>::value && width<T> == 8) return batch<T>(_mm512_fmadd_pd(a, b, c));
+#endif
   return xsimd::fma(a, b, c);
+}
+template <class T, class = std::enable_if_t<std::is_floating_point<T>::value>>
+inline T fma(T a, T b, T c) {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
 }
 template <class T>
 inline batch<T> max(const batch<T>& a, const batch<T>& b) {

@@ -276,7 +276,7 @@ struct b_batched {
 template <class U>
 inline U finish_output(U v, U bias, const U* residual, U scale, bool relu) {
   v = v + bias;
-  if (residual) v = *residual + scale * v;
+  if (residual) v = simd::fma(scale, v, *residual);
   return relu && v < U(0) ? U(0) : v;
 }
 template <class T>
