@@ -164,3 +164,101 @@ TEST(Gemm, BadArgumentsThrow) {
     EXPECT_NE(std::string(e.what()).find("lda"), std::string::npos) << e.what();
   }
 }
+
+// Pre-packed A (inference weights) with n <= 12 runs panel_columns: odd m (a lone last panel, rows
+// past m), n from 1 to 12, K over several blocks, B either way round, C with padding columns, and the
+// whole epilogue (alpha, beta, bias, residual with its own stride, relu), threaded and not.
+template <class T>
+double packed_few_columns_error(std::int64_t m, std::int64_t n, std::int64_t k, bool tb, std::uint32_t seed) {
+  namespace fd = fk::detail;
+  const Tensor<T> a = random_tensor<T>({m, k}, seed), b = random_tensor<T>({k, n}, seed + 1);
+  const Tensor<T> bias = random_tensor<T>({m}, seed + 2), residual = random_tensor<T>({m, n + 3}, seed + 3);
+  Tensor<T> c = random_tensor<T>({m, n + 1}, seed + 4);
+  const Tensor<T> c0 = c.clone();
+  Tensor<T> bt({n, k});  // B transposed, for the tb case
+  for (std::int64_t p = 0; p < k; ++p)
+    for (std::int64_t j = 0; j < n; ++j) bt.data()[j * k + p] = b.data()[p * n + j];
+  Tensor<T> packed({fd::packed_a_size<T>(m, k)});
+  fd::pack_a_full(fd::a_source<T>{a.data(), k, false, nullptr}, m, k, packed.data());
+  fd::gemm_epilogue<T> ep;
+  ep.bias = bias.data();
+  ep.residual = residual.data();
+  ep.ldr = n + 3;
+  ep.residual_scale = T(0.3);
+  ep.relu = true;
+  const T alpha = T(1.5), beta = T(0.5);
+  fd::gemm_run(m, n, k, alpha, fd::a_source<T>{nullptr, 0, false, packed.data()},
+               fd::b_matrix<T>{tb ? bt.data() : b.data(), tb ? k : n, tb}, beta, c.data(), n + 1, &ep);
+  double err = 0;
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j <= n; ++j) {
+      const T got = c.data()[i * (n + 1) + j];
+      if (j == n) {  // the padding column is never written
+        err = std::max(err, std::abs(static_cast<double>(got - c0.data()[i * (n + 1) + j])));
+        continue;
+      }
+      double v = 0;
+      for (std::int64_t p = 0; p < k; ++p) v += static_cast<double>(a.data()[i * k + p]) * b.data()[p * n + j];
+      v = alpha * v + beta * static_cast<double>(c0.data()[i * (n + 1) + j]) + bias.data()[i];
+      v = std::max(0.0, residual.data()[i * (n + 3) + j] + 0.3 * v);
+      err = std::max(err, std::abs(v - static_cast<double>(got)));
+    }
+  return err;
+}
+
+TEST(Gemm, PrePackedFewColumns) {
+  struct shape_case {
+    std::int64_t m, n, k;
+    bool tb;
+  };
+  const shape_case cases[] = {
+      {384, 9, 2304, false},  // IRv1 mixed_7a's stride-2 3x3 at 3x3 pixels (threaded)
+      {19, 1, 70, false},     // linear layer at batch 1; a lone last panel
+      {40, 12, 600, true},    // three K blocks
+      {8, 5, 33, false},      // one panel
+      {1001, 7, 300, true},   // threaded, odd pair count
+      {17, 3, 257, false},
+  };
+  std::uint32_t seed = 900;
+  for (const auto& g : cases) {
+    EXPECT_LE(packed_few_columns_error<float>(g.m, g.n, g.k, g.tb, seed++), tolerance<float>(g.k) * 4) << g.m << "x" << g.n << "x" << g.k;
+    EXPECT_LE(packed_few_columns_error<double>(g.m, g.n, g.k, g.tb, seed++), tolerance<double>(g.k) * 4) << g.m << "x" << g.n << "x" << g.k;
+  }
+}
+
+// The few-column kernel must round exactly as the tiled one (a sample's embedding may not depend on
+// the batch it came in): the same product with 13 more columns takes the tiled path, and its first n
+// columns must equal the few-column result bit for bit - several K blocks, beta, the whole epilogue.
+template <class T>
+std::int64_t packed_few_columns_mismatches(std::int64_t m, std::int64_t n, std::int64_t k, std::uint32_t seed) {
+  namespace fd = fk::detail;
+  const std::int64_t wide = n + 13;
+  const Tensor<T> a = random_tensor<T>({m, k}, seed), b = random_tensor<T>({k, wide}, seed + 1);
+  const Tensor<T> bias = random_tensor<T>({m}, seed + 2), residual = random_tensor<T>({m, wide}, seed + 3);
+  const Tensor<T> c0 = random_tensor<T>({m, wide}, seed + 4);
+  Tensor<T> packed({fd::packed_a_size<T>(m, k)});
+  fd::pack_a_full(fd::a_source<T>{a.data(), k, false, nullptr}, m, k, packed.data());
+  fd::gemm_epilogue<T> ep;
+  ep.bias = bias.data();
+  ep.residual = residual.data();
+  ep.ldr = wide;
+  ep.residual_scale = T(0.3);
+  ep.relu = true;
+  Tensor<T> few = c0.clone(), tiled = c0.clone();
+  const fd::a_source<T> as{nullptr, 0, false, packed.data()};
+  fd::gemm_run(m, n, k, T(1.5), as, fd::b_matrix<T>{b.data(), wide, false}, T(0.5), few.data(), wide, &ep);
+  fd::gemm_run(m, wide, k, T(1.5), as, fd::b_matrix<T>{b.data(), wide, false}, T(0.5), tiled.data(), wide, &ep);
+  std::int64_t mismatches = 0;
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) mismatches += few.data()[i * wide + j] != tiled.data()[i * wide + j];
+  return mismatches;
+}
+
+TEST(Gemm, PrePackedFewColumnsRoundLikeTheTiledKernel) {
+  const std::int64_t cases[][3] = {{384, 9, 2304}, {19, 1, 70}, {40, 12, 600}, {1001, 7, 300}, {17, 3, 257}, {64, 2, 1792}};
+  std::uint32_t seed = 950;
+  for (const auto& g : cases) {
+    EXPECT_EQ(packed_few_columns_mismatches<float>(g[0], g[1], g[2], seed++), 0) << g[0] << "x" << g[1] << "x" << g[2];
+    EXPECT_EQ(packed_few_columns_mismatches<double>(g[0], g[1], g[2], seed++), 0) << g[0] << "x" << g[1] << "x" << g[2];
+  }
+}

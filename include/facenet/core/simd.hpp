@@ -30,6 +30,12 @@ inline constexpr std::size_t width = batch<T>::size;
 
 inline const char* arch_name() { return xsimd::default_arch::name(); }
 
+// A vector of exactly N lanes of T from any supported architecture (void if none has one): the
+// few-column GEMM keeps one k step of an mr-row packed panel per register (8 floats on AVX-512).
+// Used through its members (load_unaligned, store_aligned, broadcast constructor) and simd::fma.
+template <class T, std::size_t N>
+using sized_batch = xsimd::make_sized_batch_t<T, N>;
+
 template <class T>
 inline batch<T> broadcast(T v) {
   return batch<T>(v);
@@ -84,13 +90,16 @@ inline void store_partial(T* p, const batch<T>& v, std::size_t n) {
 }
 // a * b + c with one rounding wherever the machine has FMA, at every optimisation level: xsimd 8.1
 // has no AVX-512 fma and falls back to a * b + c, which GCC fuses only from -O2 on (-O1 builds -
-// the sanitizer builds - then rounded the GEMM differently and ran it at half speed). The scalar
-// overload rounds the way the vector one does, so scalar tails and vector bodies agree.
-template <class T>
-inline batch<T> fma(const batch<T>& a, const batch<T>& b, const batch<T>& c) {
+// the sanitizer builds - then rounded the GEMM differently and ran it at half speed). Any batch
+// width (the few-column GEMM uses 8-lane batches); the scalar overload rounds like the vector one,
+// so scalar tails and vector bodies agree.
+template <class T, class A>
+inline xsimd::batch<T, A> fma(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, const xsimd::batch<T, A>& c) {
 #if defined(__AVX512F__)
-  if constexpr (std::is_same<T, float>::value && width<T> == 16) return batch<T>(_mm512_fmadd_ps(a, b, c));
-  if constexpr (std::is_same<T, double>::value && width<T> == 8) return batch<T>(_mm512_fmadd_pd(a, b, c));
+  if constexpr (std::is_same<T, float>::value && xsimd::batch<T, A>::size == 16)
+    return xsimd::batch<T, A>(_mm512_fmadd_ps(a, b, c));
+  if constexpr (std::is_same<T, double>::value && xsimd::batch<T, A>::size == 8)
+    return xsimd::batch<T, A>(_mm512_fmadd_pd(a, b, c));
 #endif
   return xsimd::fma(a, b, c);
 }

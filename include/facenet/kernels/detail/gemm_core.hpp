@@ -566,6 +566,26 @@ bool few_columns(std::int64_t n, std::int64_t k, const a_source<T>& as) {
   return !as.packed && !as.trans && n <= 12 && 4 * n <= 3 * round_up(n, w) && k >= 2 * w;
 }
 
+// f(std::integral_constant<int, n>()) for n in [1, 12] (larger n as 12): the few-column kernels
+// keep n accumulators per row, so n is a compile-time constant.
+template <class F>
+void with_column_count(std::int64_t n, F&& f) {
+  switch (n) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 3: return f(std::integral_constant<int, 3>());
+    case 4: return f(std::integral_constant<int, 4>());
+    case 5: return f(std::integral_constant<int, 5>());
+    case 6: return f(std::integral_constant<int, 6>());
+    case 7: return f(std::integral_constant<int, 7>());
+    case 8: return f(std::integral_constant<int, 8>());
+    case 9: return f(std::integral_constant<int, 9>());
+    case 10: return f(std::integral_constant<int, 10>());
+    case 11: return f(std::integral_constant<int, 11>());
+    default: return f(std::integral_constant<int, 12>());
+  }
+}
+
 template <class T, int NC>
 void dot_rows(std::int64_t i0, std::int64_t i1, std::int64_t k, T alpha, const a_source<T>& as, const T* bt, std::int64_t kp,
               T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
@@ -621,20 +641,101 @@ void gemm_few_columns(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, c
         const auto run = [&](auto nc) {
           dot_rows<T, decltype(nc)::value>(i0, i1, k, alpha, as, bt, kp, beta, c, ldc, ep);
         };
-        switch (n) {
-          case 1: return run(std::integral_constant<int, 1>());
-          case 2: return run(std::integral_constant<int, 2>());
-          case 3: return run(std::integral_constant<int, 3>());
-          case 4: return run(std::integral_constant<int, 4>());
-          case 5: return run(std::integral_constant<int, 5>());
-          case 6: return run(std::integral_constant<int, 6>());
-          case 7: return run(std::integral_constant<int, 7>());
-          case 8: return run(std::integral_constant<int, 8>());
-          case 9: return run(std::integral_constant<int, 9>());
-          case 10: return run(std::integral_constant<int, 10>());
-          case 11: return run(std::integral_constant<int, 11>());
-          default: return run(std::integral_constant<int, 12>());
+        with_column_count(n, run);
+      },
+      threads);
+}
+
+// Products of a pre-packed A with few columns (inference at batch 1: IRv1's and NN4's 3x3 maps, n = 9,
+// and the linear layer, n = 1). The tiled kernel would broadcast A against one mostly-padding B vector
+// (9 of 16 lanes) while the weights stream from memory once; here one register holds a k step of an
+// mr-row packed panel (contiguous in that layout) against broadcast B values: two panels x n columns
+// of accumulators, C written once at the end.
+template <class T>
+using panel_batch = simd::sized_batch<T, gemm_shape<T>::mr>;
+template <class T>
+bool packed_few_columns(std::int64_t n, const a_source<T>& as) {
+  return as.packed && n <= 12 && !std::is_void<panel_batch<T>>::value;
+}
+
+// C rows of panels [q0, q1) (whole mr-row panels of the pre-packed A) against bc, B as k x NC rows.
+template <class T, int NC>
+void panel_columns(std::int64_t q0, std::int64_t q1, std::int64_t m, std::int64_t k, T alpha, const T* packed,
+                                   const T* bc, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
+  using P = panel_batch<T>;
+  constexpr int mr = gemm_shape<T>::mr;
+  const std::int64_t mp = round_up(m, mr), kb = k_block<T>(k);
+  for (std::int64_t q = q0; q < q1; q += 2) {
+    const int panels = q + 1 < q1 ? 2 : 1;
+    // C as gemm_block's tile stores would leave it after each K block (same roundings, so a sample's
+    // output does not depend on the batch it came in): [panel][column][row of the panel].
+    alignas(64) T run[2][NC][mr];
+    for (std::int64_t k0 = 0; k0 < k; k0 += kb) {
+      const std::int64_t kc = std::min(kb, k - k0);
+      const T* a0 = packed + k0 * mp + q * mr * kc;
+      const T* a1 = panels == 2 ? a0 + mr * kc : a0;  // a lone last panel is computed twice, stored once
+      const T* b = bc + k0 * NC;
+      P acc[2][NC];
+#pragma GCC unroll 16
+      for (int j = 0; j < NC; ++j) acc[0][j] = acc[1][j] = P(T(0));
+      for (std::int64_t p = 0; p < kc; ++p) {
+        if (p % 2 == 0) {  // weights stream once: 4 KiB ahead, as a_packed_view (a line is 2 float k steps)
+          __builtin_prefetch(a0 + (p + 128) * mr, 0, 3);
+          __builtin_prefetch(a1 + (p + 128) * mr, 0, 3);
         }
+        const P x0 = P::load_unaligned(a0 + p * mr), x1 = P::load_unaligned(a1 + p * mr);
+#pragma GCC unroll 16
+        for (int j = 0; j < NC; ++j) {
+          const P bj(b[p * NC + j]);
+          acc[0][j] = simd::fma(x0, bj, acc[0][j]);
+          acc[1][j] = simd::fma(x1, bj, acc[1][j]);
+        }
+      }
+      // The tile store's merge: alpha*acc, plus beta*C on the first block, plus C so far on later ones.
+      for (int h = 0; h < 2; ++h)
+        for (int j = 0; j < NC; ++j) {
+          P v = P(alpha) * acc[h][j];
+          if (k0 > 0) {
+            v = simd::fma(P(T(1)), P::load_aligned(run[h][j]), v);
+          } else if (beta != T(0)) {
+            alignas(64) T cj[mr] = {};
+            for (int r = 0; r < mr && (q + h) * mr + r < m; ++r) cj[r] = c[((q + h) * mr + r) * ldc + j];
+            v = simd::fma(P(beta), P::load_aligned(cj), v);
+          }
+          v.store_aligned(run[h][j]);
+        }
+    }
+    for (int h = 0; h < panels; ++h)
+      for (int r = 0; r < mr && (q + h) * mr + r < m; ++r) {
+        const std::int64_t i = (q + h) * mr + r;
+        for (int j = 0; j < NC; ++j) {
+          T v = run[h][j][r];
+          if (ep)
+            v = finish_output(v, ep->bias ? ep->bias[i] : T(0), ep->residual ? ep->residual + i * ep->ldr + j : nullptr,
+                              ep->residual_scale, ep->relu);
+          c[i * ldc + j] = v;
+        }
+      }
+  }
+}
+
+template <class T, class BSource>
+void gemm_packed_few_columns(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* packed, const BSource& bs,
+                             T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
+  T* bc = thread_scratch<T>(4, n * k);
+  for (std::int64_t p = 0; p < k; ++p)
+    for (std::int64_t j = 0; j < n; ++j) bc[p * n + j] = bs.at(p, j);
+  const std::int64_t pairs = (m + 2 * gemm_shape<T>::mr - 1) / (2 * gemm_shape<T>::mr);
+  const int threads = m * n * k < std::int64_t(1) << 17 ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(pairs)));
+  parallel::parallel_region(
+      [&](int t, int nt) {
+        std::int64_t first = 0, last = 0;
+        parallel::split_range(pairs, nt, t, first, last);
+        const std::int64_t q0 = 2 * first, q1 = std::min((m + gemm_shape<T>::mr - 1) / gemm_shape<T>::mr, 2 * last);
+        const auto run = [&](auto nc) {
+          panel_columns<T, decltype(nc)::value>(q0, q1, m, k, alpha, packed, bc, beta, c, ldc, ep);
+        };
+        with_column_count(n, run);
       },
       threads);
 }
@@ -651,6 +752,7 @@ void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_s
   // (Trainer.LearnsOnOrl...: held-out accuracy 0.49 instead of 0.66) although every test of the path
   // passes; until that is understood, fused products run the tiled kernel.
   if (!ep && few_columns(n, k, as)) return gemm_few_columns(m, n, k, alpha, as, bs, beta, c, ldc, ep);
+  if (packed_few_columns(n, as)) return gemm_packed_few_columns(m, n, k, alpha, as.packed, bs, beta, c, ldc, ep);
   const int nv = choose_nv<T>(n);
   gemm_operands<T> ops;
   ops.a = as;
