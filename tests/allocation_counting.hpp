@@ -76,10 +76,32 @@ void expect_embed_allocation_free(const models::embedder<T>& e, const Tensor<T>&
 }  // namespace facenet::testing
 
 #if FACENET_COUNT_ALLOCATIONS
+// The whole replaceable set - nothrow and array forms too - so no allocation function of the
+// runtime's is ever paired with these frees: AddressSanitizer defines its own nothrow new, and
+// std::stable_sort's temporary buffer (nothrow new, then sized delete) was reported as an
+// alloc-dealloc mismatch once this header shared an executable with the clustering tests.
 void* operator new(std::size_t n) { return facenet::testing::detail::counted_allocation(n, 0); }
 void* operator new(std::size_t n, std::align_val_t a) {
   return facenet::testing::detail::counted_allocation(n, static_cast<std::size_t>(a));
 }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return operator new(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  try {
+    return operator new(n, a);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new[](std::size_t n, std::align_val_t a) { return operator new(n, a); }
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t& t) noexcept { return operator new(n, a, t); }
 // GCC 12 pairs the inlined builtin operator new with these frees and warns falsely
 // (-Wmismatched-new-delete); the replacements above are malloc-based, so free is right.
 #pragma GCC diagnostic push
@@ -88,5 +110,13 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 #pragma GCC diagnostic pop
 #endif  // FACENET_COUNT_ALLOCATIONS
