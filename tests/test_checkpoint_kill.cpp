@@ -217,12 +217,15 @@ TEST(CheckpointKill, SigkillAtRandomMomentsNeverTearsTheCheckpointAndResumeIsBit
   std::printf("[ INFO     ] uninterrupted run: %.2f s to the first checkpoint, %.3f s per step, %.2f s total\n", startup,
               per_step, total);
 
-  // The killed run: 15 lives, each ended by SIGKILL; every third one right inside a checkpoint write.
+  // The killed run: up to 15 lives, each ended by SIGKILL; every third one right inside a checkpoint
+  // write. Lives stop once the checkpoint holds the last step: a life after that has nothing left to
+  // do and ends before any kill (on a loaded machine lives can get that far: 9 kills in 15 lives).
   train_run killed{data, scratch_dir("killed"), scratch_dir("killed_out") / "w.safetensors"};
   std::mt19937_64 rng(2024);
   std::int64_t last_step = -1;
-  int kills = 0, torn_temp_files = 0, mid_training = 0;
-  for (int life = 0; life < 15; ++life) {
+  int lives = 0, kills = 0, torn_temp_files = 0, mid_training = 0;
+  for (int life = 0; life < 15 && last_step < straight.steps; ++life) {
+    ++lives;
     const bool resume = fs::exists(checkpoint_file(killed));
     const ino_t before = inode_of(checkpoint_file(killed));
     child life_process(train_args(killed, resume), {killed.checkpoint_dir / "log.txt"});
@@ -256,9 +259,10 @@ TEST(CheckpointKill, SigkillAtRandomMomentsNeverTearsTheCheckpointAndResumeIsBit
     if (c.step > std::max<std::int64_t>(last_step, 0)) ++mid_training;
     last_step = c.step;
   }
-  std::printf("[ INFO     ] %d kills, %d left a partial temp file, %d lives advanced the checkpoint, last step %lld\n",
-              kills, torn_temp_files, mid_training, static_cast<long long>(last_step));
-  EXPECT_GE(kills, 10) << "most lives should have been killed, not finished";
+  std::printf("[ INFO     ] %d lives, %d kills, %d left a partial temp file, %d lives advanced the checkpoint, last step %lld\n",
+              lives, kills, torn_temp_files, mid_training, static_cast<long long>(last_step));
+  EXPECT_GE(kills, lives - 2) << "most lives should have been killed, not finished";
+  EXPECT_GE(kills, 6) << "too few kills to mean anything";
   EXPECT_GE(torn_temp_files, 1) << "no kill landed inside a checkpoint write";
 
   // Finish without interruption and compare with the straight run.
