@@ -8,8 +8,8 @@
 # listed in asan_targets - each run clean under ASan+UBSan by hand before it was listed. `asan-full`
 # builds every test executable and the facenet tool (test_models' CLI tests, test_checkpoint_kill and the
 # error_table test run the sanitized tool as a subprocess); it is not part of CI because it is too
-# slow for CI's budget (2026-11-28, 2 cores: 45-80 min to build, then 28 min of tests with ../shared,
-# 14 of them ORL training).
+# slow for CI's budget (2026-11-28, 2 cores, each with another build or test run beside it: 29 min to
+# build, then 35 min of tests with ../shared, 26 of them ORL training).
 # Run it from a checkout with ../shared beside it, or its tests skip. Left out of both: the
 # examples (not built here) and the packaging tests (label packaging: they configure and compile
 # consumer projects and every header, which no sanitizer looks at).
