@@ -692,7 +692,7 @@ void panel_columns(std::int64_t q0, std::int64_t q1, std::int64_t m, std::int64_
         }
       }
       // The tile store's merge: alpha*acc, plus beta*C on the first block, plus C so far on later ones.
-      for (int h = 0; h < 2; ++h)
+      for (int h = 0; h < panels; ++h)
         for (int j = 0; j < NC; ++j) {
           P v = P(alpha) * acc[h][j];
           if (k0 > 0) {
