@@ -60,20 +60,26 @@ asan_targets=(test_activation test_align test_safetensors test_pickle test_npy t
 asan_env=(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
           UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" OMP_NUM_THREADS=2)
 
+# run_each LABEL DIR TARGET...: runs every DIR/tests/TARGET (the caller's run_env settings before it,
+# its run_args after it), all of them even after a failure; fails if any failed.
+run_each() {
+  local label=$1 dir=$2 t status=0
+  shift 2
+  for t in "$@"; do
+    echo "== $label: $t"
+    env "${run_env[@]}" "$dir/tests/$t" "${run_args[@]}" || status=1
+  done
+  return $status
+}
+
 # The listed unit tests with ASan+UBSan (each executable run directly); no leak is tolerated either
 # and UBSan stops at the first report with a stack.
 run_asan() {
   bash "$root/scripts/install_deps.sh"
   configure_sanitized "$asan_dir" address,undefined "$asan_flags"
   timed "ASan+UBSan build" cmake --build "$asan_dir" -j "$jobs" --target "${asan_targets[@]}"
-  local start=$SECONDS
-  local t status=0
-  for t in "${asan_targets[@]}"; do
-    echo "== ASan+UBSan: $t"
-    env "${asan_env[@]}" "$asan_dir/tests/$t" || status=1
-  done
-  echo "== ASan+UBSan tests: $((SECONDS - start)) s"
-  return $status
+  local run_env=("${asan_env[@]}") run_args=()
+  timed "ASan+UBSan tests" run_each "ASan+UBSan" "$asan_dir" "${asan_targets[@]}"
 }
 
 # Every test executable and the tool, through ctest.
@@ -91,15 +97,10 @@ run_tsan() {
   [[ -f "$archer" ]] || { echo "run_sanitized_tests: $archer not found (apt-get install libomp-dev)" >&2; exit 1; }
   configure_sanitized "$tsan_dir" thread "" -DCMAKE_CXX_COMPILER="$clang" -DFACENET_BUILD_EXAMPLES=OFF
   timed "TSan build" cmake --build "$tsan_dir" -j "$jobs" --target "${tsan_targets[@]}"
-  local start=$SECONDS
-  local t status=0
-  for t in "${tsan_targets[@]}"; do
-    echo "== TSan: $t"
-    OMP_TOOL_LIBRARIES="$archer" TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1" OMP_NUM_THREADS=2 \
-      "$tsan_dir/tests/$t" --gtest_filter="$tsan_filter" || status=1
-  done
-  echo "== TSan tests: $((SECONDS - start)) s"
-  return $status
+  local run_env=(OMP_TOOL_LIBRARIES="$archer" OMP_NUM_THREADS=2
+                 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1")
+  local run_args=(--gtest_filter="$tsan_filter")
+  timed "TSan tests" run_each TSan "$tsan_dir" "${tsan_targets[@]}"
 }
 
 modes=("$@")
