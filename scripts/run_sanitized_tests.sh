@@ -4,9 +4,9 @@
 #
 #   scripts/run_sanitized_tests.sh [asan|asan-full|tsan]...     (default: asan tsan)
 #
-# ASan+UBSan: by default (what CI runs) the unit tests of the kernels, blocks, readers and images
-# listed in asan_targets - each run clean under ASan+UBSan by hand before it was listed. `asan-full`
-# builds every test executable and the facenet tool (test_models' CLI tests, test_checkpoint_kill and the
+# ASan+UBSan: by default (what CI runs) every unit test - the executables of asan_targets: kernels,
+# layers and blocks, losses, optimizers, evaluation, readers, images, the data loader. `asan-full`
+# also builds test_models and the facenet tool (test_models' CLI tests, test_checkpoint_kill and the
 # error_table test run the sanitized tool as a subprocess); it is not part of CI because it is too
 # slow for CI's budget (2026-11-28, 2 cores, each with another build or test run beside it: 29 min to
 # build, then 35 min of tests with ../shared, 26 of them ORL training).
@@ -52,8 +52,7 @@ configure_sanitized() {
 # and leaks are still detected.
 asan_flags=-fno-sanitize-address-use-after-scope
 
-asan_targets=(test_activation test_align test_safetensors test_pickle test_npy test_blocks test_pool test_lrn test_concat
-              test_conv2d test_linear test_reader_limits test_fuzz_regressions test_torch7 test_image)
+asan_targets=(test_kernels test_modules test_readers test_dataset)
 # test_image makes its JPEG inputs with PIL (a fixture), not stb_image_write's encoder, which UBSan
 # stops in ("left shift of negative value" in stbiw__jpg_writeBits); the library never writes JPEG.
 

@@ -18,6 +18,16 @@
 
 namespace facenet::testing {
 
+// The names of a module's parameters, in collect() order.
+template <class T>
+std::vector<std::string> names_of(layers::module<T>& m) {
+  std::vector<layers::parameter<T>> p;
+  m.collect("", p);
+  std::vector<std::string> out;
+  for (auto& e : p) out.push_back(e.name);
+  return out;
+}
+
 // Random but well-conditioned values: BN scales near 1 and positive running variances.
 template <class T>
 void randomize_parameters(layers::module<T>& m, std::uint32_t seed) {

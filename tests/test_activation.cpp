@@ -20,11 +20,11 @@ using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(activation, scalar_types);
 
 // The last shapes are large enough to take the threaded paths.
-const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {3, 5}, {1, 33}, {2, 19, 1, 1}, {2, 9, 63, 65}, {5, 40001}};
+const shape activation_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {3, 5}, {1, 33}, {2, 19, 1, 1}, {2, 9, 63, 65}, {5, 40001}};
 
 TYPED_TEST(activation, relu_matches_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes) {
+  for (const auto& s : activation_shapes) {
     const auto x = random_tensor<T>(s, 1), dy = random_tensor<T>(s, 2);
     Tensor<T> y, y_ref, dx, dx_ref;
     k::relu_forward(x, y);
@@ -38,7 +38,7 @@ TYPED_TEST(activation, relu_matches_reference) {
 
 TYPED_TEST(activation, prelu_matches_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes) {
+  for (const auto& s : activation_shapes) {
     for (bool shared : {false, true}) {
       const auto x = random_tensor<T>(s, 3), dy = random_tensor<T>(s, 4);
       const auto alpha = random_tensor<T>(shape{shared ? 1 : s[1]}, 5, 0.0, 0.5);

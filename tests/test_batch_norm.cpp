@@ -23,10 +23,10 @@ using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(batch_norm, scalar_types);
 
 // The last shapes are large enough to take the threaded paths (over planes and over channels).
-const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {3, 5}, {7, 33}, {2, 19, 1, 1}, {1, 5, 41, 39}, {2, 9, 63, 65}, {5, 40001}};
+const shape bn_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {3, 5}, {7, 33}, {2, 19, 1, 1}, {1, 5, 41, 39}, {2, 9, 63, 65}, {5, 40001}};
 
 template <class T>
-double tol() {
+double bn_tol() {
   return std::is_same<T, float>::value ? 2e-5 : 1e-12;
 }
 
@@ -42,24 +42,24 @@ struct bn_params {
 
 TYPED_TEST(batch_norm, inference_matches_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes) {
+  for (const auto& s : bn_shapes) {
     const auto x = random_tensor<T>(s, 1, -2, 3), dy = random_tensor<T>(s, 2);
     const bn_params<T> p(s[1]);
     Tensor<T> y, y_ref, dx, dx_ref, dg, dg_ref, db, db_ref;
     k::batch_norm_forward_inference(x, p.gamma, p.beta, p.mean, p.var, T(1e-3), y);
     ref::batch_norm_forward_inference(x, p.gamma, p.beta, p.mean, p.var, T(1e-3), y_ref);
-    EXPECT_LE(max_abs_diff(y, y_ref), 10 * tol<T>()) << s.str();
+    EXPECT_LE(max_abs_diff(y, y_ref), 10 * bn_tol<T>()) << s.str();
     k::batch_norm_backward_inference(dy, x, p.gamma, p.mean, p.var, T(1e-3), dx, dg, db);
     ref::batch_norm_backward_inference(dy, x, p.gamma, p.mean, p.var, T(1e-3), dx_ref, dg_ref, db_ref);
-    EXPECT_LE(max_abs_diff(dx, dx_ref), tol<T>()) << s.str();
-    EXPECT_LE(max_rel_diff(dg, dg_ref), tol<T>()) << s.str();
-    EXPECT_LE(max_rel_diff(db, db_ref), tol<T>()) << s.str();
+    EXPECT_LE(max_abs_diff(dx, dx_ref), bn_tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(dg, dg_ref), bn_tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(db, db_ref), bn_tol<T>()) << s.str();
   }
 }
 
 TYPED_TEST(batch_norm, training_matches_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes) {
+  for (const auto& s : bn_shapes) {
     // An offset mean checks that the variance is computed around the mean, not as E[x^2]-E[x]^2.
     const auto x = random_tensor<T>(s, 3, 4, 6), dy = random_tensor<T>(s, 4);
     const bn_params<T> p(s[1]);
@@ -67,17 +67,17 @@ TYPED_TEST(batch_norm, training_matches_reference) {
     Tensor<T> y, y_ref, sm, sm_ref, si, si_ref;
     k::batch_norm_forward_training(x, p.gamma, p.beta, T(1e-5), T(0.1), y, sm, si, rm, rv);
     ref::batch_norm_forward_training(x, p.gamma, p.beta, T(1e-5), T(0.1), y_ref, sm_ref, si_ref, rm_ref, rv_ref);
-    EXPECT_LE(max_abs_diff(y, y_ref), 20 * tol<T>()) << s.str();
-    EXPECT_LE(max_rel_diff(sm, sm_ref), tol<T>()) << s.str();
-    EXPECT_LE(max_rel_diff(si, si_ref), 10 * tol<T>()) << s.str();
-    EXPECT_LE(max_rel_diff(rm, rm_ref), tol<T>()) << s.str();
-    EXPECT_LE(max_rel_diff(rv, rv_ref), 10 * tol<T>()) << s.str();
+    EXPECT_LE(max_abs_diff(y, y_ref), 20 * bn_tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(sm, sm_ref), bn_tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(si, si_ref), 10 * bn_tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(rm, rm_ref), bn_tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(rv, rv_ref), 10 * bn_tol<T>()) << s.str();
     Tensor<T> dx, dx_ref, dg, dg_ref, db, db_ref;
     k::batch_norm_backward(dy, x, p.gamma, sm, si, dx, dg, db);
     ref::batch_norm_backward(dy, x, p.gamma, sm, si, dx_ref, dg_ref, db_ref);
-    EXPECT_LE(max_rel_diff(dx, dx_ref), 50 * tol<T>()) << s.str();
-    EXPECT_LE(max_rel_diff(dg, dg_ref), 10 * tol<T>()) << s.str();
-    EXPECT_LE(max_rel_diff(db, db_ref), tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(dx, dx_ref), 50 * bn_tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(dg, dg_ref), 10 * bn_tol<T>()) << s.str();
+    EXPECT_LE(max_rel_diff(db, db_ref), bn_tol<T>()) << s.str();
   }
 }
 

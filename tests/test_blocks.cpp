@@ -10,18 +10,10 @@
 
 using namespace facenet;
 using facenet::testing::check_module_gradients;
+using facenet::testing::names_of;
 using facenet::testing::randomize_parameters;
 
 namespace {
-
-template <class T>
-std::vector<std::string> names_of(layers::module<T>& m) {
-  std::vector<layers::parameter<T>> p;
-  m.collect("", p);
-  std::vector<std::string> out;
-  for (auto& e : p) out.push_back(e.name);
-  return out;
-}
 
 // infer() after prepare_inference() must equal forward(eval).
 template <class T>

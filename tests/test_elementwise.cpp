@@ -18,11 +18,11 @@ using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(elementwise, scalar_types);
 
 // Includes one tensor large enough to take the threaded path.
-const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {3, 5}, {1}, {3, 37, 21, 23}};
+const shape elementwise_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {3, 5}, {1}, {3, 37, 21, 23}};
 
 TYPED_TEST(elementwise, matches_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes) {
+  for (const auto& s : elementwise_shapes) {
     const auto a = random_tensor<T>(s, 1), b = random_tensor<T>(s, 2);
     Tensor<T> y, y_ref;
     k::add(a, b, y);

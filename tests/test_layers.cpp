@@ -19,19 +19,9 @@
 using namespace facenet;
 using facenet::testing::check_module_gradients;
 using facenet::testing::max_abs_diff;
+using facenet::testing::names_of;
 using facenet::testing::random_tensor;
 using facenet::testing::randomize_parameters;
-
-namespace {
-template <class T>
-std::vector<std::string> names_of(layers::module<T>& m) {
-  std::vector<layers::parameter<T>> p;
-  m.collect("", p);
-  std::vector<std::string> out;
-  for (auto& e : p) out.push_back(e.name);
-  return out;
-}
-}  // namespace
 
 TEST(Conv2dLayer, GradientsWithAndWithoutBias) {
   layers::conv2d<double> with_bias(layers::conv2d_options{3, 4, 3, 2, 2, 1, 1, 0, true});

@@ -58,12 +58,12 @@ using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(lrn, scalar_types);
 
 // 17x19 pixels spans several 128-pixel blocks with a ragged last one.
-const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {1, 5, 17, 19}, {2, 1, 3, 3}, {2, 9, 31, 33}};  // last: threaded
+const shape lrn_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {1, 5, 17, 19}, {2, 1, 3, 3}, {2, 9, 31, 33}};  // last: threaded
 
 TYPED_TEST(lrn, matches_reference) {
   using T = TypeParam;
   const double tol = std::is_same<T, float>::value ? 1e-5 : 1e-13;
-  for (const auto& s : odd_shapes)
+  for (const auto& s : lrn_shapes)
     for (std::int64_t size : {1, 2, 5, 6}) {
       const auto x = random_tensor<T>(s, 1, -3, 3), dy = random_tensor<T>(s, 2);
       Tensor<T> y, y_ref, dx, dx_ref;

@@ -19,15 +19,15 @@ class pad : public ::testing::Test {};
 using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(pad, scalar_types);
 
-struct pads {
+struct pad_set {
   std::int64_t top, bottom, left, right;
 };
-const pads pad_sets[] = {{0, 0, 0, 0}, {1, 1, 1, 1}, {0, 1, 0, 1}, {2, 0, 3, 1}, {3, 3, 0, 0}};
-const shape odd_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {2, 1, 1, 1}};
+const pad_set pad_sets[] = {{0, 0, 0, 0}, {1, 1, 1, 1}, {0, 1, 0, 1}, {2, 0, 3, 1}, {3, 3, 0, 0}};
+const shape pad_shapes[] = {{1, 3, 7, 5}, {3, 17, 5, 9}, {2, 1, 1, 1}};
 
 TYPED_TEST(pad, matches_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes)
+  for (const auto& s : pad_shapes)
     for (const auto& p : pad_sets) {
       const auto x = random_tensor<T>(s, 1);
       Tensor<T> y = random_tensor<T>(s, 9), y_ref, dx, dx_ref;  // stale contents must be overwritten

@@ -134,7 +134,7 @@ std::vector<pool2d_params> param_sets() {
   v.push_back({1, 3, 1, 2, 0, 0, 1, 1, true, true});
   return v;
 }
-const shape odd_shapes[] = {{1, 3, 7, 9}, {3, 5, 11, 13}, {1, 17, 23, 21}, {2, 3, 5, 5}, {3, 9, 37, 41}};  // last: threaded
+const shape pool_shapes[] = {{1, 3, 7, 9}, {3, 5, 11, 13}, {1, 17, 23, 21}, {2, 3, 5, 5}, {3, 9, 37, 41}};  // last: threaded
 
 template <class T>
 class pool : public ::testing::Test {};
@@ -142,13 +142,13 @@ using scalar_types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(pool, scalar_types);
 
 template <class T>
-double tol() {
+double pool_tol() {
   return std::is_same<T, float>::value ? 2e-6 : 1e-14;
 }
 
 TYPED_TEST(pool, matches_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes)
+  for (const auto& s : pool_shapes)
     for (const auto& p : param_sets()) {
       const std::string what = s.str() + " k" + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w) +
                                " s" + std::to_string(p.stride_h) + " ceil" + std::to_string(p.ceil_mode) + " incl" +
@@ -167,21 +167,21 @@ TYPED_TEST(pool, matches_reference) {
       const auto dy = random_tensor<T>(y.shape(), 2);
       k::max_pool2d_backward(dy, idx, x.shape(), p, dx);
       ref::max_pool2d_backward(dy, idx_ref, x.shape(), p, dx_ref);
-      EXPECT_LE(max_abs_diff(dx, dx_ref), tol<T>()) << what;
+      EXPECT_LE(max_abs_diff(dx, dx_ref), pool_tol<T>()) << what;
 
       k::avg_pool2d_forward(x, p, y);
       ref::avg_pool2d_forward(x, p, y_ref);
-      EXPECT_LE(max_abs_diff(y, y_ref), tol<T>()) << what;
+      EXPECT_LE(max_abs_diff(y, y_ref), pool_tol<T>()) << what;
       k::avg_pool2d_backward(dy, x.shape(), p, dx);
       ref::avg_pool2d_backward(dy, x.shape(), p, dx_ref);
-      EXPECT_LE(max_abs_diff(dx, dx_ref), tol<T>()) << what;
+      EXPECT_LE(max_abs_diff(dx, dx_ref), pool_tol<T>()) << what;
 
       k::l2_pool2d_forward(x, p, y);
       ref::l2_pool2d_forward(x, p, y_ref);
-      EXPECT_LE(max_abs_diff(y, y_ref), 2 * tol<T>()) << what;
+      EXPECT_LE(max_abs_diff(y, y_ref), 2 * pool_tol<T>()) << what;
       k::l2_pool2d_backward(dy, x, y, p, dx);
       ref::l2_pool2d_backward(dy, x, y_ref, p, dx_ref);
-      EXPECT_LE(max_abs_diff(dx, dx_ref), 20 * tol<T>()) << what;
+      EXPECT_LE(max_abs_diff(dx, dx_ref), 20 * pool_tol<T>()) << what;
     }
 }
 
@@ -189,7 +189,7 @@ TYPED_TEST(pool, matches_reference) {
 // reference's (first maximum in row-major order, last NaN), not just an equal value.
 TYPED_TEST(pool, max_indices_with_ties_and_nans_match_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes)
+  for (const auto& s : pool_shapes)
     for (const auto& p : param_sets()) {
       Tensor<T> x(s);
       std::uint32_t state = 12345;
@@ -215,16 +215,16 @@ TYPED_TEST(pool, max_indices_with_ties_and_nans_match_reference) {
 
 TYPED_TEST(pool, global_avg_matches_reference) {
   using T = TypeParam;
-  for (const auto& s : odd_shapes) {
+  for (const auto& s : pool_shapes) {
     const auto x = random_tensor<T>(s, 3);
     Tensor<T> y, y_ref, dx, dx_ref;
     k::global_avg_pool_forward(x, y);
     ref::global_avg_pool_forward(x, y_ref);
-    EXPECT_LE(max_abs_diff(y, y_ref), tol<T>()) << s.str();
+    EXPECT_LE(max_abs_diff(y, y_ref), pool_tol<T>()) << s.str();
     const auto dy = random_tensor<T>(y.shape(), 4);
     k::global_avg_pool_backward(dy, x.shape(), dx);
     ref::global_avg_pool_backward(dy, x.shape(), dx_ref);
-    EXPECT_LE(max_abs_diff(dx, dx_ref), tol<T>()) << s.str();
+    EXPECT_LE(max_abs_diff(dx, dx_ref), pool_tol<T>()) << s.str();
   }
 }
 

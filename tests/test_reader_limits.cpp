@@ -18,18 +18,9 @@
 #include "facenet/io/torch7.hpp"
 #include "facenet/io/torch_file.hpp"
 
-namespace {
+using facenet::testing::error_message;
 
-template <class F>
-std::string format_error_of(F&& f) {
-  try {
-    f();
-  } catch (const facenet::format_error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a format_error";
-  return {};
-}
+namespace {
 
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
@@ -38,7 +29,7 @@ bool contains(const std::string& s, const char* part) { return s.find(part) != s
 TEST(reader_limits, strided_view_with_more_elements_than_its_storage_is_refused) {
   // Stride 0 over a one-element storage: a broadcast view, which would let 4 bytes demand gigabytes.
   const std::uint8_t one_float[4] = {0, 0, 0x80, 0x3f};
-  const std::string msg = format_error_of([&] {
+  const std::string msg = error_message<facenet::format_error>([&] {
     facenet::io::decode_tensor({one_float, 4}, facenet::io::element_type::f32, facenet::shape{std::int64_t{1} << 30}, 0, {0},
                                "t");
   });
@@ -71,7 +62,7 @@ TEST(reader_limits, pickle_of_shared_dicts_is_not_walked_exponentially) {
   const facenet::io::detail::storage_resolver never = [](const facenet::io::pickle_tree&, std::size_t) -> facenet::io::detail::torch_storage {
     throw facenet::format_error("no storage expected");
   };
-  const std::string msg = format_error_of([&] { facenet::io::detail::state_dict_from(t, never, p.size()); });
+  const std::string msg = error_message<facenet::format_error>([&] { facenet::io::detail::state_dict_from(t, never, p.size()); });
   EXPECT_TRUE(contains(msg, "reach more values than it holds")) << msg;
 }
 
@@ -128,22 +119,22 @@ TEST(reader_limits, torch7_container_listing_itself_is_refused_not_walked_foreve
     w.back_reference(4, 1);
   }
   const facenet::io::t7::file f(std::vector<std::uint8_t>(w.out.begin(), w.out.end()), "cycle.t7");
-  const std::string msg = format_error_of([&] { facenet::io::torch7_parameters(f); });
+  const std::string msg = error_message<facenet::format_error>([&] { facenet::io::torch7_parameters(f); });
   EXPECT_TRUE(contains(msg, "shared or cyclic modules")) << msg;
 }
 
 namespace {
 
 // Protobuf wire format pieces.
-std::string varint(std::uint64_t v) {
+std::string pb_varint(std::uint64_t v) {
   std::string s;
   for (; v >= 0x80; v >>= 7) s += static_cast<char>((v & 0x7f) | 0x80);
   return s + static_cast<char>(v);
 }
 std::string length_delimited(int field, const std::string& payload) {
-  return varint(static_cast<std::uint64_t>(field) << 3 | 2) + varint(payload.size()) + payload;
+  return pb_varint(static_cast<std::uint64_t>(field) << 3 | 2) + pb_varint(payload.size()) + payload;
 }
-std::string varint_field(int field, std::uint64_t v) { return varint(static_cast<std::uint64_t>(field) << 3) + varint(v); }
+std::string varint_field(int field, std::uint64_t v) { return pb_varint(static_cast<std::uint64_t>(field) << 3) + pb_varint(v); }
 
 // A Const node whose float tensor of `numel` elements is given by one broadcast float_val.
 std::string broadcast_const(const std::string& name, std::int64_t numel) {
@@ -164,7 +155,7 @@ TEST(reader_limits, graphdef_broadcast_constants_share_one_expansion_budget) {
   const facenet::io::tensor_map m = facenet::io::parse_tf_graphdef(std::vector<std::uint8_t>(one.begin(), one.end()), "one.pb");
   EXPECT_EQ(m.at("c0").numel(), numel);
   EXPECT_EQ(m.at("c0").data()[numel - 1], 0.5f);
-  const std::string msg = format_error_of(
+  const std::string msg = error_message<facenet::format_error>(
       [&] { facenet::io::parse_tf_graphdef(std::vector<std::uint8_t>(two.begin(), two.end()), "two.pb"); });
   EXPECT_TRUE(contains(msg, "'c1'") && contains(msg, "left for expanded constants")) << msg;
 }
@@ -173,7 +164,7 @@ TEST(reader_limits, lfw_pair_counts_must_fit_an_int) {
   // 2^32 + 1 folds of 2^32 - 1 pairs: as ints, 1 fold of -1 pairs, which read nothing and "succeeded".
   for (const char* header : {"4294967297 4294967295\n", "2 4294967295\n", "4294967296\n"}) {
     std::istringstream in(header);
-    const std::string msg = format_error_of([&] { facenet::eval::parse_lfw_pairs(in, "pairs.txt"); });
+    const std::string msg = error_message<facenet::format_error>([&] { facenet::eval::parse_lfw_pairs(in, "pairs.txt"); });
     EXPECT_TRUE(contains(msg, "counts in [1, 2^31)")) << header << ": " << msg;
   }
 }
@@ -190,7 +181,7 @@ TEST(reader_limits, jpeg_huffman_table_with_more_than_256_codes_is_refused_befor
   jpeg += "\xff\xd9";
   const auto* d = reinterpret_cast<const std::uint8_t*>(jpeg.data());
   EXPECT_NE(facenet::data::detail::jpeg_huffman_problem(d, jpeg.size()), nullptr);
-  const std::string msg = format_error_of([&] { facenet::data::decode_image(d, jpeg.size()); });
+  const std::string msg = error_message<facenet::format_error>([&] { facenet::data::decode_image(d, jpeg.size()); });
   EXPECT_TRUE(contains(msg, "Huffman table declares more than 256 codes")) << msg;
   jpeg[8] = 15;  // 315 codes: still too many
   EXPECT_NE(facenet::data::detail::jpeg_huffman_problem(d, jpeg.size()), nullptr);
@@ -223,7 +214,7 @@ TEST(reader_limits, jpeg_scan_with_a_huffman_table_never_defined_is_refused) {
   EXPECT_EQ(problem(jpeg_scan(0xC2, 0x10, 1, 5, 0)), nullptr);     // AC scan with its AC table
   const std::string j = jpeg_scan(0xC2, 0x00, 1, 5, 0);
   const std::string msg =
-      format_error_of([&] { facenet::data::decode_image(reinterpret_cast<const std::uint8_t*>(j.data()), j.size()); });
+      error_message<facenet::format_error>([&] { facenet::data::decode_image(reinterpret_cast<const std::uint8_t*>(j.data()), j.size()); });
   EXPECT_TRUE(contains(msg, "no DHT segment defined")) << msg;
 }
 
@@ -232,7 +223,7 @@ TEST(reader_limits, pgm_header_numbers_must_fit_an_int) {
   const std::string pgm = "P5 # comment\n99999999999 1\n255\n\x01";
   const auto* d = reinterpret_cast<const std::uint8_t*>(pgm.data());
   EXPECT_EQ(facenet::data::detail::pnm_max_value(d, pgm.size()), -1);
-  const std::string msg = format_error_of([&] { facenet::data::decode_image(d, pgm.size()); });
+  const std::string msg = error_message<facenet::format_error>([&] { facenet::data::decode_image(d, pgm.size()); });
   EXPECT_TRUE(contains(msg, "PGM/PPM header")) << msg;
   const std::string ok = "P5 2147483647 1 255\n";
   EXPECT_EQ(facenet::data::detail::pnm_max_value(reinterpret_cast<const std::uint8_t*>(ok.data()), ok.size()), 255);

@@ -17,7 +17,6 @@ using facenet::testing::scratch_file;
 
 namespace {
 
-std::uint32_t bits(float f) { return float_to_bits(f); }
 
 tensor_map parse_bytes(const std::string& s) {
   return parse_safetensors({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}, "test.safetensors");
@@ -143,7 +142,7 @@ TEST(safetensors, save_load_round_trips_bit_exactly) {
     const auto& b = r.entries()[k];
     EXPECT_EQ(a.name, b.name);
     ASSERT_EQ(a.value.shape(), b.value.shape()) << a.name;
-    for (std::int64_t i = 0; i < a.value.numel(); ++i) EXPECT_EQ(bits(a.value.data()[i]), bits(b.value.data()[i])) << a.name << i;
+    for (std::int64_t i = 0; i < a.value.numel(); ++i) EXPECT_EQ(float_to_bits(a.value.data()[i]), float_to_bits(b.value.data()[i])) << a.name << i;
   }
   // Saving what was loaded reproduces the file byte for byte.
   EXPECT_EQ(serialize_safetensors(r), facenet::testing::read_bytes(path));

@@ -23,12 +23,12 @@ TYPED_TEST_SUITE(softmax, scalar_types);
 
 // [N, C] rows and feature maps, including a map of more than one 256-pixel block.
 // The last two are large enough to take the threaded paths.
-const shape odd_shapes[] = {{1, 3}, {3, 17}, {5, 1031}, {1, 2, 7, 5}, {3, 5, 19, 23}, {2, 1, 3, 3}, {2, 7, 61, 67}, {9, 4099}};
+const shape softmax_shapes[] = {{1, 3}, {3, 17}, {5, 1031}, {1, 2, 7, 5}, {3, 5, 19, 23}, {2, 1, 3, 3}, {2, 7, 61, 67}, {9, 4099}};
 
 TYPED_TEST(softmax, matches_reference) {
   using T = TypeParam;
   const double tol = std::is_same<T, float>::value ? 2e-6 : 1e-14;
-  for (const auto& s : odd_shapes) {
+  for (const auto& s : softmax_shapes) {
     const auto x = random_tensor<T>(s, 1, -8, 8), dy = random_tensor<T>(s, 2);
     Tensor<T> y, y_ref, dx, dx_ref;
     k::softmax_forward(x, y);

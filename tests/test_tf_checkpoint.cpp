@@ -23,15 +23,16 @@ using facenet::io::mapping_report;
 using facenet::io::tensor_map;
 using facenet::testing::read_expected;
 
+using facenet::testing::fixture_path;
+
 namespace {
 
-std::string fixture(const std::string& name) { return (facenet::testing::source_dir() / "tests/fixtures/tf" / name).string(); }
 
 // A private copy of a checkpoint so a test can damage it.
 std::string copy_checkpoint(const std::string& name, const std::string& tag) {
   const fs::path dir = fs::temp_directory_path() / ("facenet_tf_" + tag + "_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  for (const auto& e : fs::directory_iterator(fs::path(fixture(""))))
+  for (const auto& e : fs::directory_iterator(fs::path(fixture_path("tf/"))))
     if (e.path().filename().string().rfind(name + ".", 0) == 0)
       fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
   return (dir / name).string();
@@ -78,25 +79,25 @@ TEST(crc32c, known_vector) {
 }
 
 TEST(tf_checkpoint, reads_every_float_tensor) {
-  const tensor_map m = facenet::io::read_tf_checkpoint(fixture("irv1_small"));
-  facenet::testing::expect_matches(m, read_expected(fixture("irv1_small.raw_expected")));
+  const tensor_map m = facenet::io::read_tf_checkpoint(fixture_path("tf/irv1_small"));
+  facenet::testing::expect_matches(m, read_expected(fixture_path("tf/irv1_small.raw_expected")));
   EXPECT_EQ(m.metadata.at("tf.skipped"), "global_step");
   EXPECT_EQ(m.metadata.at("source_format"), "tf-checkpoint");
 }
 
 TEST(tf_checkpoint, double_half_bfloat16_over_two_shards) {
-  const tensor_map m = facenet::io::read_tf_checkpoint(fixture("dtypes"));
-  facenet::testing::expect_matches(m, read_expected(fixture("dtypes.expected")));
+  const tensor_map m = facenet::io::read_tf_checkpoint(fixture_path("tf/dtypes"));
+  facenet::testing::expect_matches(m, read_expected(fixture_path("tf/dtypes.expected")));
   EXPECT_EQ(m.entries()[0].source_dtype, "DT_DOUBLE");
   EXPECT_EQ(m.at("b_half").data()[1], -65504.0f);
   EXPECT_NEAR(m.at("b_half").data()[0], 5.96e-8f, 1e-10);  // subnormal half
 }
 
 TEST(tf_names, maps_every_variable_onto_facenet_pytorch) {
-  const tensor_map tf = facenet::io::read_tf_checkpoint(fixture("irv1_small"));
+  const tensor_map tf = facenet::io::read_tf_checkpoint(fixture_path("tf/irv1_small"));
   mapping_report report;
   const tensor_map pt = facenet::io::map_tf_slim_to_facenet_pytorch(tf, report);
-  facenet::testing::expect_matches(pt, read_expected(fixture("irv1_small.expected")));
+  facenet::testing::expect_matches(pt, read_expected(fixture_path("tf/irv1_small.expected")));
   EXPECT_TRUE(report.complete());
   EXPECT_EQ(report.unused, std::vector<std::string>{"centers"});
   EXPECT_EQ(report.mapped.size(), pt.size());
@@ -112,7 +113,7 @@ TEST(tf_names, maps_every_variable_onto_facenet_pytorch) {
 }
 
 TEST(tf_names, reports_missing_and_treats_logits_as_optional) {
-  const tensor_map tf = facenet::io::read_tf_checkpoint(fixture("irv1_small"));
+  const tensor_map tf = facenet::io::read_tf_checkpoint(fixture_path("tf/irv1_small"));
   const tensor_map partial = without(tf, {"InceptionResnetV1/Block8/Conv2d_1x1/biases",
                                           "InceptionResnetV1/Mixed_6a/Branch_1/Conv2d_0b_3x3/BatchNorm/moving_variance",
                                           "Logits/weights", "Logits/biases"});
@@ -125,7 +126,7 @@ TEST(tf_names, reports_missing_and_treats_logits_as_optional) {
 }
 
 TEST(tf_names, wrong_rank_is_a_shape_error) {
-  tensor_map tf = facenet::io::read_tf_checkpoint(fixture("irv1_small"));
+  tensor_map tf = facenet::io::read_tf_checkpoint(fixture_path("tf/irv1_small"));
   tensor_map bad = without(tf, {"InceptionResnetV1/Conv2d_1a_3x3/weights"});
   bad.add("InceptionResnetV1/Conv2d_1a_3x3/weights", facenet::Tensor<float>({3, 3}));
   mapping_report report;
@@ -136,7 +137,7 @@ TEST(tf_names, wrong_rank_is_a_shape_error) {
 TEST(tf_checkpoint, converter_detects_prefix_index_and_frozen_graph) {
   // The fixture has tiny channel counts, so every tensor is mis-shaped for the real model, but the
   // names must all be found (nothing missing) and the classifier head sized from Logits.
-  for (const std::string& src : {fixture("irv1_small"), fixture("irv1_small.index"), fixture("irv1_small_frozen.pb")}) {
+  for (const std::string& src : {fixture_path("tf/irv1_small"), fixture_path("tf/irv1_small.index"), fixture_path("tf/irv1_small_frozen.pb")}) {
     facenet::io::conversion_report report;
     facenet::io::prepare_conversion(src, {}, report);
     EXPECT_EQ(report.format, src.find(".pb") != std::string::npos ? "tf-frozen" : "tf-checkpoint") << src;
@@ -180,19 +181,19 @@ TEST(tf_checkpoint_hostile, corrupt_and_truncated_data) {
   EXPECT_NE(expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(q); }).find("lies outside"), std::string::npos);
   fs::remove(q + ".data-00000-of-00001");
   expect_error<facenet::io_error>([&] { facenet::io::read_tf_checkpoint(q); });
-  expect_error<facenet::io_error>([&] { facenet::io::read_tf_checkpoint(fixture("does_not_exist")); });
+  expect_error<facenet::io_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/does_not_exist")); });
 }
 
 TEST(tf_checkpoint_hostile, huge_or_inconsistent_declared_sizes) {
-  const std::string huge = expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(fixture("hostile_huge")); });
+  const std::string huge = expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/hostile_huge")); });
   EXPECT_NE(huge.find("'huge'"), std::string::npos) << huge;
   EXPECT_NE(huge.find("lies outside"), std::string::npos) << huge;
-  const std::string wrong = expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(fixture("hostile_wrong")); });
+  const std::string wrong = expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/hostile_wrong")); });
   EXPECT_NE(wrong.find("needs 16 bytes but its entry declares 12"), std::string::npos) << wrong;
 }
 
 TEST(tf_checkpoint_hostile, damaged_index_bytes_never_escape_as_anything_but_facenet_errors) {
-  const std::vector<std::uint8_t> full = facenet::io::read_file_bytes(fixture("irv1_small.index"));
+  const std::vector<std::uint8_t> full = facenet::io::read_file_bytes(fixture_path("tf/irv1_small.index"));
   auto parse = [](const std::vector<std::uint8_t>& b) {
     facenet::io::sstable::read_all(facenet::io::byte_reader(b.data(), b.size(), "damaged.index"));
   };

@@ -17,9 +17,10 @@ namespace fs = std::filesystem;
 using facenet::format_error;
 using facenet::io::tensor_map;
 
+using facenet::testing::fixture_path;
+
 namespace {
 
-std::string fixture(const std::string& name) { return (facenet::testing::source_dir() / "tests/fixtures/tf" / name).string(); }
 
 // Protobuf encoding helpers for hand-made hostile graphs.
 using bytes = std::vector<std::uint8_t>;
@@ -47,7 +48,7 @@ bytes const_graph(const bytes& tensor) {
 }
 bytes shape_2x2() { return len_field(2, cat({len_field(2, int_field(1, 2)), len_field(2, int_field(1, 2))})); }
 
-std::string write_temp(const std::string& tag, const bytes& b) {
+std::string write_temp_pb(const std::string& tag, const bytes& b) {
   const fs::path p = fs::temp_directory_path() / ("facenet_pb_" + tag + "_" + std::to_string(::getpid()) + ".pb");
   std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
   return p.string();
@@ -66,8 +67,8 @@ std::string error_of(const std::string& path) {
 }  // namespace
 
 TEST(tf_graphdef, reads_float_consts_including_broadcast_values) {
-  const tensor_map m = facenet::io::read_tf_graphdef(fixture("irv1_small_frozen.pb"));
-  facenet::testing::expect_matches(m, facenet::testing::read_expected(fixture("irv1_small_frozen.raw_expected")));
+  const tensor_map m = facenet::io::read_tf_graphdef(fixture_path("tf/irv1_small_frozen.pb"));
+  facenet::testing::expect_matches(m, facenet::testing::read_expected(fixture_path("tf/irv1_small_frozen.raw_expected")));
   EXPECT_EQ(m.metadata.at("tf.skipped"), "InceptionResnetV1/Reshape/shape");
   for (float v : m.at("broadcast_017")) EXPECT_EQ(v, 0.17f);
   EXPECT_EQ(m.at("repeat_last").data()[3], -2.0f);
@@ -75,44 +76,44 @@ TEST(tf_graphdef, reads_float_consts_including_broadcast_values) {
 }
 
 TEST(tf_graphdef, maps_onto_facenet_pytorch_like_the_checkpoint) {
-  const tensor_map tf = facenet::io::read_tf_graphdef(fixture("irv1_small_frozen.pb"));
+  const tensor_map tf = facenet::io::read_tf_graphdef(fixture_path("tf/irv1_small_frozen.pb"));
   facenet::io::mapping_report report;
   const tensor_map pt = facenet::io::map_tf_slim_to_facenet_pytorch(tf, report);
-  facenet::testing::expect_matches(pt, facenet::testing::read_expected(fixture("irv1_small.expected")));
+  facenet::testing::expect_matches(pt, facenet::testing::read_expected(fixture_path("tf/irv1_small.expected")));
   EXPECT_TRUE(report.complete());
   EXPECT_EQ(report.unused, (std::vector<std::string>{"broadcast_017", "repeat_last", "doubles"}));
 }
 
 TEST(tf_graphdef_hostile, truncated_file) {
-  const bytes full = facenet::io::read_file_bytes(fixture("irv1_small_frozen.pb"));
-  const std::string msg = error_of(write_temp("trunc", bytes(full.begin(), full.begin() + static_cast<long>(full.size() / 3))));
+  const bytes full = facenet::io::read_file_bytes(fixture_path("tf/irv1_small_frozen.pb"));
+  const std::string msg = error_of(write_temp_pb("trunc", bytes(full.begin(), full.begin() + static_cast<long>(full.size() / 3))));
   EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
   EXPECT_NE(msg.find("at offset"), std::string::npos) << msg;
 }
 
 TEST(tf_graphdef_hostile, not_a_graph) {
-  EXPECT_NE(error_of(write_temp("empty", {})).find("no NodeDef"), std::string::npos);
-  EXPECT_NE(error_of(write_temp("text", str("node { name: 'x' }"))).find("protobuf"), std::string::npos);
+  EXPECT_NE(error_of(write_temp_pb("empty", {})).find("no NodeDef"), std::string::npos);
+  EXPECT_NE(error_of(write_temp_pb("text", str("node { name: 'x' }"))).find("protobuf"), std::string::npos);
 }
 
 TEST(tf_graphdef_hostile, content_size_and_value_count_must_fit_the_shape) {
   const bytes short_content = cat({int_field(1, 1), shape_2x2(), len_field(4, bytes(12, 0))});
-  EXPECT_NE(error_of(write_temp("content", const_graph(short_content))).find("has 12 bytes, expected 16"), std::string::npos);
+  EXPECT_NE(error_of(write_temp_pb("content", const_graph(short_content))).find("has 12 bytes, expected 16"), std::string::npos);
   const bytes one = {0, 0, 0x80, 0x3f};  // 1.0f
   const bytes five_floats = cat({one, one, one, one, one});
   const bytes too_many = cat({int_field(1, 1), shape_2x2(), len_field(5, five_floats)});
-  EXPECT_NE(error_of(write_temp("many", const_graph(too_many))).find("more repeated values"), std::string::npos);
+  EXPECT_NE(error_of(write_temp_pb("many", const_graph(too_many))).find("more repeated values"), std::string::npos);
   const bytes huge_dim = cat({int_field(1, 1), len_field(2, len_field(2, int_field(1, std::uint64_t{1} << 45)))});
-  EXPECT_NE(error_of(write_temp("huge", const_graph(huge_dim))).find("invalid dimension"), std::string::npos);
+  EXPECT_NE(error_of(write_temp_pb("huge", const_graph(huge_dim))).find("invalid dimension"), std::string::npos);
   const bytes broadcast_huge = cat({int_field(1, 1), len_field(2, cat({len_field(2, int_field(1, 1 << 20)), len_field(2, int_field(1, 1 << 20))})),
                                     len_field(5, one)});
-  EXPECT_NE(error_of(write_temp("bcast", const_graph(broadcast_huge))).find("beyond the limit"), std::string::npos);
+  EXPECT_NE(error_of(write_temp_pb("bcast", const_graph(broadcast_huge))).find("beyond the limit"), std::string::npos);
   const bytes unknown_rank = cat({int_field(1, 1), len_field(2, int_field(3, 1))});
-  EXPECT_NE(error_of(write_temp("rank", const_graph(unknown_rank))).find("unknown rank"), std::string::npos);
+  EXPECT_NE(error_of(write_temp_pb("rank", const_graph(unknown_rank))).find("unknown rank"), std::string::npos);
 }
 
 TEST(tf_graphdef_hostile, corrupted_bytes_never_escape_as_anything_but_facenet_errors) {
-  const bytes full = facenet::io::read_file_bytes(fixture("irv1_small_frozen.pb"));
+  const bytes full = facenet::io::read_file_bytes(fixture_path("tf/irv1_small_frozen.pb"));
   for (std::size_t i = 0; i < full.size(); i += 167) {
     bytes b = full;
     b[i] ^= static_cast<std::uint8_t>(i % 3 == 0 ? 0x80 : i % 3 == 1 ? 0x7f : 0xff);
@@ -128,10 +129,10 @@ TEST(tf_graphdef_hostile, corrupted_bytes_never_escape_as_anything_but_facenet_e
 TEST(tf_graphdef, half_values_and_empty_value_lists) {
   // DT_HALF via half_val (int32 bit patterns): 1.0 = 0x3c00, -2.0 = 0xc000; DT_FLOAT with no values -> zeros.
   const bytes halfs = cat({int_field(1, 19), shape_2x2(), len_field(13, cat({varint(0x3c00), varint(0xc000)}))});
-  const tensor_map h = facenet::io::read_tf_graphdef(write_temp("half", const_graph(halfs)));
+  const tensor_map h = facenet::io::read_tf_graphdef(write_temp_pb("half", const_graph(halfs)));
   EXPECT_EQ(h.at("w").data()[0], 1.0f);
   EXPECT_EQ(h.at("w").data()[3], -2.0f);
   EXPECT_EQ(h.entries()[0].source_dtype, "DT_HALF");
-  const tensor_map z = facenet::io::read_tf_graphdef(write_temp("zero", const_graph(cat({int_field(1, 1), shape_2x2()}))));
+  const tensor_map z = facenet::io::read_tf_graphdef(write_temp_pb("zero", const_graph(cat({int_field(1, 1), shape_2x2()}))));
   for (float v : z.at("w")) EXPECT_EQ(v, 0.0f);
 }

@@ -19,9 +19,11 @@ namespace fs = std::filesystem;
 using facenet::format_error;
 using facenet::io::mapping_report;
 
+using facenet::testing::error_message;
+using facenet::testing::fixture_path;
+
 namespace {
 
-std::string fixture(const std::string& name) { return (facenet::testing::source_dir() / "tests/fixtures/t7" / name).string(); }
 
 using bytes = std::vector<std::uint8_t>;
 void put_i32(bytes& b, std::int32_t v) {
@@ -41,21 +43,10 @@ void put_torch(bytes& b, std::int32_t index, const std::string& cls) {
   put_str(b, cls);
 }
 
-std::string write_temp(const std::string& tag, const bytes& b) {
+std::string write_temp_t7(const std::string& tag, const bytes& b) {
   const fs::path p = fs::temp_directory_path() / ("facenet_t7_" + tag + "_" + std::to_string(::getpid()) + ".t7");
   std::ofstream(p, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
   return p.string();
-}
-
-template <class F>
-std::string format_error_of(F&& f) {
-  try {
-    f();
-  } catch (const format_error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no format_error";
-  return {};
 }
 
 // Generates the full-size nn4.small2 fixture once per run with Debian's python3 (numpy only).
@@ -72,7 +63,7 @@ std::string nn4_fixture() {
 }  // namespace
 
 TEST(torch7, generic_values_back_references_and_cycles) {
-  const facenet::io::t7::file f(fixture("generic.t7"));
+  const facenet::io::t7::file f(fixture_path("t7/generic.t7"));
   const auto& root = f.root();
   ASSERT_EQ(root.k, facenet::io::t7::kind::object);
   EXPECT_EQ(root.text, "nn.Sequential");
@@ -87,9 +78,9 @@ TEST(torch7, generic_values_back_references_and_cycles) {
 }
 
 TEST(torch7, parameters_honour_storage_offsets_strides_and_doubles) {
-  const auto m = facenet::io::read_torch7(fixture("generic.t7"));
-  facenet::testing::expect_matches(m, facenet::testing::read_expected(fixture("generic.expected")));
-  const auto modules = facenet::io::read_torch7_modules(fixture("generic.t7"));
+  const auto m = facenet::io::read_torch7(fixture_path("t7/generic.t7"));
+  facenet::testing::expect_matches(m, facenet::testing::read_expected(fixture_path("t7/generic.expected")));
+  const auto modules = facenet::io::read_torch7_modules(fixture_path("t7/generic.t7"));
   ASSERT_EQ(modules.size(), 3u);
   EXPECT_EQ(modules[1].path, "2.1");
   EXPECT_EQ(modules[1].class_name, "nn.Linear");
@@ -125,7 +116,7 @@ TEST(torch7, converter_detects_torch7_and_fits_nn4_small2) {
 
 TEST(torch7, non_nn4_model_is_rejected_by_the_nn4_mapping) {
   mapping_report report;
-  const std::string msg = format_error_of([&] { facenet::io::read_openface_t7(fixture("generic.t7"), report); });
+  const std::string msg = error_message<facenet::format_error>([&] { facenet::io::read_openface_t7(fixture_path("t7/generic.t7"), report); });
   EXPECT_NE(msg.find("3 modules with parameters, nn4.small2 has 75"), std::string::npos) << msg;
 }
 
@@ -140,7 +131,7 @@ TEST(torch7, pre_2016_running_std_becomes_running_var) {
   EXPECT_TRUE(report.complete());
   EXPECT_FLOAT_EQ(out.at("bn1.running_var").data()[63], 0.25f - 1e-3f);
   m.class_name = "nn.ReLU";
-  const std::string msg = format_error_of([&] {
+  const std::string msg = error_message<facenet::format_error>([&] {
     facenet::io::tensor_map o;
     facenet::io::t7::map_nn4_layer(m, facenet::io::nn4_small2_layers()[1], o, report, "old.t7");
   });
@@ -148,7 +139,7 @@ TEST(torch7, pre_2016_running_std_becomes_running_var) {
 }
 
 TEST(torch7_hostile, every_truncation_is_a_format_error) {
-  const bytes full = facenet::io::read_file_bytes(fixture("generic.t7"));
+  const bytes full = facenet::io::read_file_bytes(fixture_path("t7/generic.t7"));
   for (std::size_t n = 0; n < full.size(); ++n) {
     bytes prefix(full.begin(), full.begin() + static_cast<long>(n));
     EXPECT_THROW(facenet::io::torch7_parameters(facenet::io::t7::file(std::move(prefix), "prefix")), format_error)
@@ -157,7 +148,7 @@ TEST(torch7_hostile, every_truncation_is_a_format_error) {
 }
 
 TEST(torch7_hostile, corrupted_bytes_never_escape_as_anything_but_facenet_errors) {
-  const bytes full = facenet::io::read_file_bytes(fixture("generic.t7"));
+  const bytes full = facenet::io::read_file_bytes(fixture_path("t7/generic.t7"));
   static constexpr std::uint8_t masks[] = {0x01, 0x80, 0xff};
   for (std::size_t i = 0; i < 3 * full.size(); ++i) {
     bytes b = full;
@@ -181,12 +172,12 @@ TEST(torch7_hostile, deep_nesting_huge_storage_and_views_outside_storage) {
     deep.resize(deep.size() + 8, 0);  // key: number 0.0
   }
   put_i32(deep, 0);
-  EXPECT_NE(format_error_of([&] { facenet::io::t7::file(write_temp("deep", deep)); }).find("nested deeper"), std::string::npos);
+  EXPECT_NE(error_message<facenet::format_error>([&] { facenet::io::t7::file(write_temp_t7("deep", deep)); }).find("nested deeper"), std::string::npos);
 
   bytes huge;
   put_torch(huge, 1, "torch.FloatStorage");
   put_i64(huge, std::int64_t{1} << 40);
-  const std::string h = format_error_of([&] { facenet::io::t7::file(write_temp("huge", huge)); });
+  const std::string h = error_message<facenet::format_error>([&] { facenet::io::t7::file(write_temp_t7("huge", huge)); });
   EXPECT_NE(h.find("storage declares 1099511627776 elements"), std::string::npos) << h;
 
   // nn.Linear whose weight [2,2] with strides [4,1] from (1-based) offset 3 runs past a 6-element storage.
@@ -203,7 +194,7 @@ TEST(torch7_hostile, deep_nesting_huge_storage_and_views_outside_storage) {
   put_torch(view, 4, "torch.FloatStorage");
   put_i64(view, 6);
   view.resize(view.size() + 24, 0);
-  const std::string v = format_error_of([&] { facenet::io::read_torch7(write_temp("view", view)); });
+  const std::string v = error_message<facenet::format_error>([&] { facenet::io::read_torch7(write_temp_t7("view", view)); });
   EXPECT_NE(v.find("reaches element 7 of a 6-element storage"), std::string::npos) << v;
 
   bytes many;  // a table of 2^20 numbers: small on disk, far more as decoded values
@@ -215,11 +206,11 @@ TEST(torch7_hostile, deep_nesting_huge_storage_and_views_outside_storage) {
     put_i64(many, 0);
     put_i32(many, 0);  // value: nil
   }
-  const std::string mm = format_error_of([&] { facenet::io::t7::file(std::move(many), "many.t7"); });
+  const std::string mm = error_message<facenet::format_error>([&] { facenet::io::t7::file(std::move(many), "many.t7"); });
   EXPECT_NE(mm.find("more than 1048576 objects"), std::string::npos) << mm;
 
   bytes unknown;
   put_i32(unknown, 42);
-  EXPECT_NE(format_error_of([&] { facenet::io::t7::file(write_temp("type", unknown)); }).find("unknown Torch7 object type 42"),
+  EXPECT_NE(error_message<facenet::format_error>([&] { facenet::io::t7::file(write_temp_t7("type", unknown)); }).find("unknown Torch7 object type 42"),
             std::string::npos);
 }

@@ -23,7 +23,6 @@ using facenet::testing::scratch_file;
 
 namespace {
 
-std::uint32_t bits(float f) { return float_to_bits(f); }
 
 void expect_values(const Tensor<float>& t, const shape& s, std::int64_t first) {
   ASSERT_EQ(t.shape(), s);
@@ -192,7 +191,7 @@ TEST_F(irv1_parity, both_formats_match_numpy_bit_exactly) {
       const Tensor<float>& got = m.at(e.name);
       ASSERT_EQ(got.shape(), e.value.shape()) << e.name;
       std::int64_t differing = 0;
-      for (std::int64_t i = 0; i < got.numel(); ++i) differing += bits(got.data()[i]) != bits(e.value.data()[i]);
+      for (std::int64_t i = 0; i < got.numel(); ++i) differing += float_to_bits(got.data()[i]) != float_to_bits(e.value.data()[i]);
       EXPECT_EQ(differing, 0) << e.name;
     }
   }

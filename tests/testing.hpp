@@ -95,6 +95,21 @@ inline std::filesystem::path source_dir() {
 #endif
 }
 
+// A committed fixture: tests/fixtures/<rel>.
+inline std::string fixture_path(const std::string& rel) { return (source_dir() / "tests/fixtures" / rel).string(); }
+
+// The message of the E that f() throws; a test failure (and "") when it throws none.
+template <class E, class F>
+std::string error_message(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return {};
+}
+
 // ../shared beside the checkout, or $FACENET_SHARED. Empty path when absent.
 inline std::filesystem::path shared_dir() {
   if (const char* env = std::getenv("FACENET_SHARED")) return env;
