@@ -129,78 +129,92 @@ class mtcnn_pnet {
   Tensor<float> tmp_, a_, b_;
 };
 
-class mtcnn_rnet {
+namespace detail {
+
+// R-Net and O-Net differ only in their numbers: conv blocks, then a dense layer + PReLU over the
+// flattened last map, then the heads (probability, box regression and, for O-Net, landmarks).
+struct refine_net_spec {
+  const char* name;
+  std::int64_t input;  // square input side
+  struct block {
+    std::int64_t in, out;
+    int kernel, pool_kernel, pool_stride;
+  };
+  std::vector<block> blocks;
+  std::int64_t map_side;  // side of the last conv block's map
+  std::string dense;      // dense layer index: "4" -> dense4, prelu4
+  std::int64_t dense_out;
+  std::string heads;  // head index: "5" -> dense5_1 (prob), dense5_2 (reg), dense5_3 (landmarks)
+  bool landmarks;
+};
+
+class refine_net {
  public:
-  explicit mtcnn_rnet(const io::tensor_map& w) {
-    const std::string n = "R-Net";
-    blocks_[0] = detail::conv_block(w, n, 1, 3, 28, 3, 3, 2);
-    blocks_[1] = detail::conv_block(w, n, 2, 28, 48, 3, 3, 2);
-    blocks_[2] = detail::conv_block(w, n, 3, 48, 64, 2, 0, 0);
-    dense4_ = detail::dense_layer(w, n, "4", 576, 128);
-    detail::permute_whc_columns(dense4_.weight, 64, 3, 3);
-    alpha4_ = detail::mtcnn_param(w, n, "prelu4.weight", {128});
-    prob_ = detail::dense_layer(w, n, "5_1", 128, 2);
-    reg_ = detail::dense_layer(w, n, "5_2", 128, 4);
+  refine_net(const io::tensor_map& w, refine_net_spec spec) : spec_(std::move(spec)) {
+    const std::string n = spec_.name;
+    for (std::size_t i = 0; i < spec_.blocks.size(); ++i) {
+      const auto& b = spec_.blocks[i];
+      blocks_.emplace_back(w, n, static_cast<int>(i + 1), b.in, b.out, b.kernel, b.pool_kernel, b.pool_stride);
+    }
+    const std::int64_t c = spec_.blocks.back().out, side = spec_.map_side;
+    dense_ = dense_layer(w, n, spec_.dense, c * side * side, spec_.dense_out);
+    permute_whc_columns(dense_.weight, c, side, side);
+    alpha_ = mtcnn_param(w, n, "prelu" + spec_.dense + ".weight", {spec_.dense_out});
+    prob_ = dense_layer(w, n, spec_.heads + "_1", spec_.dense_out, 2);
+    reg_ = dense_layer(w, n, spec_.heads + "_2", spec_.dense_out, 4);
+    if (spec_.landmarks) marks_ = dense_layer(w, n, spec_.heads + "_3", spec_.dense_out, 10);
   }
 
-  // x [N, 3, 24, 24] -> reg [N, 4], prob [N, 2].
-  void forward(const Tensor<float>& x, Tensor<float>& reg, Tensor<float>& prob) {
-    FACENET_CHECK(x.rank() == 4 && x.c() == 3 && x.h() == 24 && x.w() == 24, shape_error,
-                  "R-Net: expected input [N, 3, 24, 24], got " + x.shape().str());
-    blocks_[0].forward(x, a_);
-    blocks_[1].forward(a_, b_);
-    blocks_[2].forward(b_, a_);
-    dense4_.forward(a_.reshape({x.n(), 576}), tmp_);
-    kernels::prelu_forward(tmp_, alpha4_, b_);
-    reg_.forward(b_, reg);
-    prob_.forward(b_, tmp_);
+  // x [N, 3, input, input] -> reg [N, 4], prob [N, 2] and, when the net has them, landmarks [N, 10].
+  void run(const Tensor<float>& x, Tensor<float>& reg, Tensor<float>* landmarks, Tensor<float>& prob) {
+    const std::int64_t s = spec_.input;
+    FACENET_CHECK(x.rank() == 4 && x.c() == 3 && x.h() == s && x.w() == s, shape_error,
+                  std::string(spec_.name) + ": expected input [N, 3, " + std::to_string(s) + ", " + std::to_string(s) +
+                      "], got " + x.shape().str());
+    const Tensor<float>* in = &x;
+    Tensor<float>* out = &a_;
+    for (auto& b : blocks_) {  // ping-pong between a_ and b_
+      b.forward(*in, *out);
+      in = out;
+      out = out == &a_ ? &b_ : &a_;
+    }
+    dense_.forward(in->reshape({x.n(), in->numel() / x.n()}), tmp_);
+    kernels::prelu_forward(tmp_, alpha_, *out);
+    reg_.forward(*out, reg);
+    if (landmarks) marks_.forward(*out, *landmarks);
+    prob_.forward(*out, tmp_);
     kernels::softmax_forward(tmp_, prob);
   }
 
  private:
-  detail::conv_block blocks_[3];
-  detail::dense_layer dense4_, prob_, reg_;
-  Tensor<float> alpha4_;
+  refine_net_spec spec_;
+  std::vector<conv_block> blocks_;
+  dense_layer dense_, prob_, reg_, marks_;
+  Tensor<float> alpha_;
   Tensor<float> tmp_, a_, b_;
 };
 
-class mtcnn_onet {
+}  // namespace detail
+
+class mtcnn_rnet : private detail::refine_net {
  public:
-  explicit mtcnn_onet(const io::tensor_map& w) {
-    const std::string n = "O-Net";
-    blocks_[0] = detail::conv_block(w, n, 1, 3, 32, 3, 3, 2);
-    blocks_[1] = detail::conv_block(w, n, 2, 32, 64, 3, 3, 2);
-    blocks_[2] = detail::conv_block(w, n, 3, 64, 64, 3, 2, 2);
-    blocks_[3] = detail::conv_block(w, n, 4, 64, 128, 2, 0, 0);
-    dense5_ = detail::dense_layer(w, n, "5", 1152, 256);
-    detail::permute_whc_columns(dense5_.weight, 128, 3, 3);
-    alpha5_ = detail::mtcnn_param(w, n, "prelu5.weight", {256});
-    prob_ = detail::dense_layer(w, n, "6_1", 256, 2);
-    reg_ = detail::dense_layer(w, n, "6_2", 256, 4);
-    marks_ = detail::dense_layer(w, n, "6_3", 256, 10);
-  }
+  explicit mtcnn_rnet(const io::tensor_map& w)
+      : refine_net(w, {"R-Net", 24, {{3, 28, 3, 3, 2}, {28, 48, 3, 3, 2}, {48, 64, 2, 0, 0}}, 3, "4", 128, "5", false}) {}
+
+  // x [N, 3, 24, 24] -> reg [N, 4], prob [N, 2].
+  void forward(const Tensor<float>& x, Tensor<float>& reg, Tensor<float>& prob) { run(x, reg, nullptr, prob); }
+};
+
+class mtcnn_onet : private detail::refine_net {
+ public:
+  explicit mtcnn_onet(const io::tensor_map& w)
+      : refine_net(w, {"O-Net", 48, {{3, 32, 3, 3, 2}, {32, 64, 3, 3, 2}, {64, 64, 3, 2, 2}, {64, 128, 2, 0, 0}}, 3, "5",
+                       256, "6", true}) {}
 
   // x [N, 3, 48, 48] -> reg [N, 4], landmarks [N, 10] (x1..x5, y1..y5 in box units), prob [N, 2].
   void forward(const Tensor<float>& x, Tensor<float>& reg, Tensor<float>& landmarks, Tensor<float>& prob) {
-    FACENET_CHECK(x.rank() == 4 && x.c() == 3 && x.h() == 48 && x.w() == 48, shape_error,
-                  "O-Net: expected input [N, 3, 48, 48], got " + x.shape().str());
-    blocks_[0].forward(x, a_);
-    blocks_[1].forward(a_, b_);
-    blocks_[2].forward(b_, a_);
-    blocks_[3].forward(a_, b_);
-    dense5_.forward(b_.reshape({x.n(), 1152}), tmp_);
-    kernels::prelu_forward(tmp_, alpha5_, a_);
-    reg_.forward(a_, reg);
-    marks_.forward(a_, landmarks);
-    prob_.forward(a_, tmp_);
-    kernels::softmax_forward(tmp_, prob);
+    run(x, reg, &landmarks, prob);
   }
-
- private:
-  detail::conv_block blocks_[4];
-  detail::dense_layer dense5_, prob_, reg_, marks_;
-  Tensor<float> alpha5_;
-  Tensor<float> tmp_, a_, b_;
 };
 
 }  // namespace facenet::models
