@@ -292,6 +292,29 @@ TEST(Plot, DrawsSeriesAndAxesAndRejectsBadInput) {
   EXPECT_EQ(back.width, 400);
 }
 
+TEST(Plot, TitleAndAxisLabelsAreDrawnInTheirPlaces) {
+  const plot_series s{{0, 1}, {0, 1}, {255, 0, 0}};
+  // Black pixels in rows [y0, y1) and columns [x0, x1).
+  const auto black_in = [](const data::image& img, int y0, int y1, int x0, int x1) {
+    std::size_t n = 0;
+    for (int y = y0; y < y1; ++y)
+      for (int x = x0; x < x1; ++x) n += img.at(y, x, 0) == 0 && img.at(y, x, 1) == 0 && img.at(y, x, 2) == 0;
+    return n;
+  };
+  const data::image bare = render_line_plot({s});
+  plot_options o;
+  o.title = "Loss (blue)";
+  o.x_label = "step";
+  o.y_label = "loss";
+  const data::image labelled = render_line_plot({s}, o);
+  EXPECT_EQ(black_in(bare, 0, 14, 0, 640), 0u);  // nothing above the plot without a title
+  EXPECT_GT(black_in(labelled, 0, 14, 250, 390), 20u);  // the title, centred
+  EXPECT_EQ(black_in(labelled, 0, 14, 0, 200), 0u);
+  EXPECT_GT(black_in(labelled, 30, 46, 56, 100), 10u);  // the y label, above the y axis
+  EXPECT_GT(black_in(labelled, 368, 380, 300, 360), 10u);  // the x label, centred under the x axis
+  EXPECT_EQ(black_in(bare, 368, 380, 300, 360), 0u);
+}
+
 TEST(Trainer, RejectsBadConfiguration) {
   FACENET_REQUIRE_SHARED("data/orl/s40");
   trainer_config c = orl_config(0, 4, 2);

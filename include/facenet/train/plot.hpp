@@ -1,5 +1,6 @@
-// Minimal line plots written as PNG: white canvas, axes with min/max tick labels (a 3x5 pixel digit
-// font, so no font dependency), one polyline per series. Enough to watch a loss curve or a ROC.
+// Minimal line plots written as PNG: white canvas, a title, axis labels and min/max tick labels (a
+// built-in 3x5 pixel font, so no font dependency), one polyline per series. Enough to watch a loss
+// curve or a ROC.
 #pragma once
 
 #include <algorithm>
@@ -31,6 +32,7 @@ struct plot_options {
   int width = 640, height = 400;
   // Fixed axis ranges; NaN = fit the data.
   double x_min = std::numeric_limits<double>::quiet_NaN(), x_max = x_min, y_min = x_min, y_max = x_min;
+  std::string title, x_label, y_label;  // drawn in capitals; empty = none
 };
 
 namespace detail {
@@ -38,17 +40,26 @@ namespace detail {
 constexpr int margin = 40;
 constexpr int glyph_scale = 2;
 
-// Rows of 3 bits, top to bottom, for "0123456789.-e".
+constexpr int line_height = 7 * glyph_scale;
+
+// Rows of 3 bits, top to bottom; letters are drawn as capitals. Other characters leave a space.
 inline const std::array<std::uint8_t, 5>* glyph(char c) {
-  static const std::string chars = "0123456789.-e";
-  static const std::array<std::array<std::uint8_t, 5>, 13> rows = {{{7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7},
-                                                                    {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1}, {7, 4, 7, 1, 7},
-                                                                    {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7},
-                                                                    {7, 5, 7, 1, 7}, {0, 0, 0, 0, 2}, {0, 0, 7, 0, 0},
-                                                                    {0, 7, 5, 6, 3}}};
-  const std::size_t i = chars.find(c);
+  static const std::string chars = "0123456789.-ABCDEFGHIJKLMNOPQRSTUVWXYZ:()/%,";
+  static const std::array<std::array<std::uint8_t, 5>, 44> rows = {{
+      {7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1}, {7, 4, 7, 1, 7},
+      {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7}, {0, 0, 0, 0, 2}, {0, 0, 7, 0, 0},
+      {2, 5, 7, 5, 5}, {6, 5, 6, 5, 6}, {3, 4, 4, 4, 3}, {6, 5, 5, 5, 6}, {7, 4, 6, 4, 7}, {7, 4, 6, 4, 4},  // A-F
+      {3, 4, 5, 5, 3}, {5, 5, 7, 5, 5}, {7, 2, 2, 2, 7}, {1, 1, 1, 5, 2}, {5, 5, 6, 5, 5}, {4, 4, 4, 4, 7},  // G-L
+      {5, 7, 7, 5, 5}, {6, 5, 5, 5, 5}, {2, 5, 5, 5, 2}, {6, 5, 6, 4, 4}, {2, 5, 5, 6, 3}, {6, 5, 6, 5, 5},  // M-R
+      {3, 4, 2, 1, 6}, {7, 2, 2, 2, 2}, {5, 5, 5, 5, 7}, {5, 5, 5, 5, 2}, {5, 5, 7, 7, 5}, {5, 5, 2, 5, 5},  // S-X
+      {5, 5, 2, 2, 2}, {7, 1, 2, 4, 7},                                                                      // Y-Z
+      {0, 2, 0, 2, 0}, {1, 2, 2, 2, 1}, {4, 2, 2, 2, 4}, {1, 1, 2, 4, 4}, {5, 1, 2, 4, 5}, {0, 0, 0, 2, 4}}};
+  const char upper = c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+  const std::size_t i = chars.find(upper);
   return i == std::string::npos ? nullptr : &rows[i];
 }
+
+inline int text_width(const std::string& s) { return static_cast<int>(s.size()) * 4 * glyph_scale; }
 
 class canvas {
  public:
@@ -115,8 +126,9 @@ inline data::image render_line_plot(const std::vector<plot_series>& series, cons
                   "line plot: series has " + std::to_string(s.x.size()) + " x values but " + std::to_string(s.y.size()) + " y values");
   const auto [x0, x1] = detail::axis_range(series, &plot_series::x, o.x_min, o.x_max);
   const auto [y0, y1] = detail::axis_range(series, &plot_series::y, o.y_min, o.y_max);
-  const int left = detail::margin + 16, right = o.width - detail::margin / 2, top = detail::margin / 2,
-            bottom = o.height - detail::margin;
+  const int header_lines = !o.title.empty() + !o.y_label.empty();
+  const int left = detail::margin + 16, right = o.width - detail::margin / 2,
+            top = detail::margin / 2 + header_lines * detail::line_height, bottom = o.height - detail::margin;
   // Structured bindings are copied in: C++17 lambdas cannot capture them (clang rejects it, GCC allows it).
   const auto px = [&, x0 = x0, x1 = x1](double x) {
     return left + static_cast<int>(std::lround((x - x0) / (x1 - x0) * (right - left)));
@@ -137,6 +149,10 @@ inline data::image render_line_plot(const std::vector<plot_series>& series, cons
   c.text(right - static_cast<int>(xmax.size()) * 8, bottom + 8, xmax, axis);
   c.text(2, bottom - 10, detail::tick_label(y0), axis);
   c.text(2, top, detail::tick_label(y1), axis);
+  // Title centred on the first line, the y label above its axis, the x label centred under its axis.
+  if (!o.title.empty()) c.text((o.width - detail::text_width(o.title)) / 2, 4, o.title, axis);
+  if (!o.y_label.empty()) c.text(left, top - detail::line_height, o.y_label, axis);
+  if (!o.x_label.empty()) c.text((left + right - detail::text_width(o.x_label)) / 2, bottom + 8, o.x_label, axis);
   for (const plot_series& s : series)
     for (std::size_t i = 1; i < s.x.size(); ++i)
       if (std::isfinite(s.x[i - 1] + s.y[i - 1] + s.x[i] + s.y[i]))
@@ -151,6 +167,10 @@ inline void save_line_plot(const std::string& path, const std::vector<plot_serie
 // Loss per step (blue) and its running mean over `window` steps (orange).
 template <class Records>
 void save_loss_plot(const std::string& path, const Records& steps, std::size_t window = 20) {
+  plot_options o;
+  o.title = "Loss per step (blue) and its mean over " + std::to_string(window) + " steps (orange)";
+  o.x_label = "step";
+  o.y_label = "loss";
   plot_series raw, smooth;
   smooth.color = {255, 127, 14};
   double sum = 0;
@@ -162,16 +182,21 @@ void save_loss_plot(const std::string& path, const Records& steps, std::size_t w
     smooth.x.push_back(raw.x.back());
     smooth.y.push_back(sum / static_cast<double>(std::min(i + 1, window)));
   }
-  save_line_plot(path, {raw, smooth});
+  save_line_plot(path, {raw, smooth}, o);
 }
 
-// ROC: true-positive rate against false-positive rate, with the chance diagonal.
-inline void save_roc_plot(const std::string& path, const std::vector<double>& fpr, const std::vector<double>& tpr) {
+// ROC: true-positive rate against false-positive rate, with the chance diagonal; `title` names the
+// step and the area under the curve, for instance.
+inline void save_roc_plot(const std::string& path, const std::vector<double>& fpr, const std::vector<double>& tpr,
+                          const std::string& title = "ROC") {
   plot_series roc{fpr, tpr};
   plot_series chance{{0, 1}, {0, 1}, {190, 190, 190}};
   plot_options o;
   o.width = o.height = 400;
   o.x_min = o.y_min = 0, o.x_max = o.y_max = 1;
+  o.title = title;
+  o.x_label = "false accept rate";
+  o.y_label = "true accept rate";
   save_line_plot(path, {chance, roc}, o);
 }
 

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -287,7 +288,11 @@ class trainer {
     const eval::lfw_metrics m = evaluate_verification(*model_, c_.eval, loader_options());
     eval_record r{step_, m.accuracy, m.val, m.auc, m.eer, m.roc.fpr, m.roc.tpr};
     log_->add(r);
-    if (!c_.checkpoint_dir.empty()) save_roc_plot(output_file("roc_step" + std::to_string(step_) + ".png"), r.fpr, r.tpr);
+    if (!c_.checkpoint_dir.empty()) {
+      char title[64];
+      std::snprintf(title, sizeof title, "ROC at step %lld: AUC %.3f", static_cast<long long>(step_), m.auc);
+      save_roc_plot(output_file("roc_step" + std::to_string(step_) + ".png"), r.fpr, r.tpr, title);
+    }
     if (on_eval) on_eval(r);
     return m;
   }
