@@ -23,6 +23,7 @@ using facenet::io::mapping_report;
 using facenet::io::tensor_map;
 using facenet::testing::read_expected;
 
+using facenet::testing::error_message;
 using facenet::testing::fixture_path;
 
 namespace {
@@ -47,20 +48,6 @@ void patch_byte(const std::string& path, std::int64_t offset_from_end_or_start, 
 }
 
 void truncate_file(const std::string& path, std::uintmax_t size) { fs::resize_file(path, size); }
-
-template <class E, class F>
-std::string expect_error(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
-}
 
 tensor_map without(const tensor_map& src, const std::vector<std::string>& drop) {
   tensor_map out;
@@ -130,7 +117,7 @@ TEST(tf_names, wrong_rank_is_a_shape_error) {
   tensor_map bad = without(tf, {"InceptionResnetV1/Conv2d_1a_3x3/weights"});
   bad.add("InceptionResnetV1/Conv2d_1a_3x3/weights", facenet::Tensor<float>({3, 3}));
   mapping_report report;
-  const std::string msg = expect_error<facenet::shape_error>([&] { facenet::io::map_tf_slim_to_facenet_pytorch(bad, report); });
+  const std::string msg = error_message<facenet::shape_error>([&] { facenet::io::map_tf_slim_to_facenet_pytorch(bad, report); });
   EXPECT_NE(msg.find("Conv2d_1a_3x3/weights"), std::string::npos) << msg;
 }
 
@@ -152,7 +139,7 @@ TEST(tf_checkpoint, converter_detects_prefix_index_and_frozen_graph) {
 TEST(tf_checkpoint_hostile, bad_block_crc) {
   const std::string p = copy_checkpoint("irv1_small", "crc");
   patch_byte(p + ".index", 100, false);  // inside the first data block
-  const std::string msg = expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(p); });
+  const std::string msg = error_message<format_error>([&] { facenet::io::read_tf_checkpoint(p); });
   EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << msg;
   EXPECT_NE(msg.find(".index at offset"), std::string::npos) << msg;
 }
@@ -160,35 +147,35 @@ TEST(tf_checkpoint_hostile, bad_block_crc) {
 TEST(tf_checkpoint_hostile, truncated_index_and_bad_magic) {
   const std::string p = copy_checkpoint("irv1_small", "trunc");
   truncate_file(p + ".index", 20);
-  EXPECT_NE(expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(p); }).find("48-byte table footer"),
+  EXPECT_NE(error_message<format_error>([&] { facenet::io::read_tf_checkpoint(p); }).find("48-byte table footer"),
             std::string::npos);
   const std::string q = copy_checkpoint("irv1_small", "magic");
   patch_byte(q + ".index", 1, true);
-  EXPECT_NE(expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(q); }).find("bad table magic"), std::string::npos);
+  EXPECT_NE(error_message<format_error>([&] { facenet::io::read_tf_checkpoint(q); }).find("bad table magic"), std::string::npos);
   const std::string r = copy_checkpoint("irv1_small", "cut");
   truncate_file(r + ".index", fs::file_size(r + ".index") / 2);  // footer now points past the end
-  EXPECT_NE(expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(r); }).find("offset"), std::string::npos);
+  EXPECT_NE(error_message<format_error>([&] { facenet::io::read_tf_checkpoint(r); }).find("offset"), std::string::npos);
 }
 
 TEST(tf_checkpoint_hostile, corrupt_and_truncated_data) {
   const std::string p = copy_checkpoint("irv1_small", "data");
   patch_byte(p + ".data-00000-of-00001", 8, false);
-  const std::string msg = expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(p); });
+  const std::string msg = error_message<format_error>([&] { facenet::io::read_tf_checkpoint(p); });
   EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << msg;
   EXPECT_NE(msg.find("tensor '"), std::string::npos) << msg;
   const std::string q = copy_checkpoint("irv1_small", "short");
   truncate_file(q + ".data-00000-of-00001", 1000);
-  EXPECT_NE(expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(q); }).find("lies outside"), std::string::npos);
+  EXPECT_NE(error_message<format_error>([&] { facenet::io::read_tf_checkpoint(q); }).find("lies outside"), std::string::npos);
   fs::remove(q + ".data-00000-of-00001");
-  expect_error<facenet::io_error>([&] { facenet::io::read_tf_checkpoint(q); });
-  expect_error<facenet::io_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/does_not_exist")); });
+  error_message<facenet::io_error>([&] { facenet::io::read_tf_checkpoint(q); });
+  error_message<facenet::io_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/does_not_exist")); });
 }
 
 TEST(tf_checkpoint_hostile, huge_or_inconsistent_declared_sizes) {
-  const std::string huge = expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/hostile_huge")); });
+  const std::string huge = error_message<format_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/hostile_huge")); });
   EXPECT_NE(huge.find("'huge'"), std::string::npos) << huge;
   EXPECT_NE(huge.find("lies outside"), std::string::npos) << huge;
-  const std::string wrong = expect_error<format_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/hostile_wrong")); });
+  const std::string wrong = error_message<format_error>([&] { facenet::io::read_tf_checkpoint(fixture_path("tf/hostile_wrong")); });
   EXPECT_NE(wrong.find("needs 16 bytes but its entry declares 12"), std::string::npos) << wrong;
 }
 
@@ -260,7 +247,7 @@ TEST(tf_checkpoint_hostile, prefix_compression_bomb_is_refused) {
   footer.resize(40, 0);
   for (int i = 0; i < 8; ++i) footer.push_back(static_cast<std::uint8_t>(facenet::io::sstable::table_magic >> (8 * i)));
   file.insert(file.end(), footer.begin(), footer.end());
-  const std::string msg = expect_error<format_error>(
+  const std::string msg = error_message<format_error>(
       [&] { facenet::io::sstable::read_all(facenet::io::byte_reader(file.data(), file.size(), "bomb.index")); });
   EXPECT_NE(msg.find("more than 16x the file size"), std::string::npos) << msg;
 }
@@ -284,20 +271,20 @@ TEST(protobuf, nesting_limit_and_malformed_input) {
     };
     go(pb::message_reader(byte_reader(msg.data(), msg.size(), "deep.pb")));
   };
-  EXPECT_NE(expect_error<format_error>(descend).find("nested deeper"), std::string::npos);
+  EXPECT_NE(error_message<format_error>(descend).find("nested deeper"), std::string::npos);
 
   const std::vector<std::uint8_t> overlong(12, 0xff);
-  EXPECT_NE(expect_error<format_error>([&] { byte_reader(overlong.data(), overlong.size(), "v").varint(); }).find("longer than 10"),
+  EXPECT_NE(error_message<format_error>([&] { byte_reader(overlong.data(), overlong.size(), "v").varint(); }).find("longer than 10"),
             std::string::npos);
   const std::vector<std::uint8_t> truncated = {0x0a, 0x05, 0x01};  // 5-byte field with 1 byte present
-  const std::string t = expect_error<format_error>([&] {
+  const std::string t = error_message<format_error>([&] {
     pb::message_reader m(byte_reader(truncated.data(), truncated.size(), "t.pb"));
     pb::field f;
     m.next(f);
   });
   EXPECT_NE(t.find("t.pb at offset 2"), std::string::npos) << t;
   const std::vector<std::uint8_t> group = {0x0b};  // wire type 3 (start group)
-  expect_error<format_error>([&] {
+  error_message<format_error>([&] {
     pb::message_reader m(byte_reader(group.data(), group.size(), "g.pb"));
     pb::field f;
     m.next(f);

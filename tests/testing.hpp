@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -98,13 +99,16 @@ inline std::filesystem::path source_dir() {
 // A committed fixture: tests/fixtures/<rel>.
 inline std::string fixture_path(const std::string& rel) { return (source_dir() / "tests/fixtures" / rel).string(); }
 
-// The message of the E that f() throws; a test failure (and "") when it throws none.
+// The message of the E that f() throws; a test failure (and "") when it throws none or another type.
 template <class E, class F>
 std::string error_message(F&& f) {
   try {
     f();
   } catch (const E& e) {
     return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "wrong exception type: " << e.what();
+    return {};
   }
   ADD_FAILURE() << "expected an exception";
   return {};
