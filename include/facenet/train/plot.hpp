@@ -44,10 +44,11 @@ constexpr int line_height = 7 * glyph_scale;
 
 // Rows of 3 bits, top to bottom; letters are drawn as capitals. Other characters leave a space.
 inline const std::array<std::uint8_t, 5>* glyph(char c) {
-  static const std::string chars = "0123456789.-ABCDEFGHIJKLMNOPQRSTUVWXYZ:()/%,";
-  static const std::array<std::array<std::uint8_t, 5>, 44> rows = {{
+  static const std::string chars = "0123456789.-+ABCDEFGHIJKLMNOPQRSTUVWXYZ:()/%,";
+  static const std::array<std::array<std::uint8_t, 5>, 45> rows = {{
       {7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1}, {7, 4, 7, 1, 7},
       {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7}, {0, 0, 0, 0, 2}, {0, 0, 7, 0, 0},
+      {0, 2, 7, 2, 0},  // +
       {2, 5, 7, 5, 5}, {6, 5, 6, 5, 6}, {3, 4, 4, 4, 3}, {6, 5, 5, 5, 6}, {7, 4, 6, 4, 7}, {7, 4, 6, 4, 4},  // A-F
       {3, 4, 5, 5, 3}, {5, 5, 7, 5, 5}, {7, 2, 2, 2, 7}, {1, 1, 1, 5, 2}, {5, 5, 6, 5, 5}, {4, 4, 4, 4, 7},  // G-L
       {5, 7, 7, 5, 5}, {6, 5, 5, 5, 5}, {2, 5, 5, 5, 2}, {6, 5, 6, 4, 4}, {2, 5, 5, 6, 3}, {6, 5, 6, 5, 5},  // M-R
