@@ -141,7 +141,6 @@ struct refine_net_spec {
     int kernel, pool_kernel, pool_stride;
   };
   std::vector<block> blocks;
-  std::int64_t map_side;  // side of the last conv block's map
   std::string dense;      // dense layer index: "4" -> dense4, prelu4
   std::int64_t dense_out;
   std::string heads;  // head index: "5" -> dense5_1 (prob), dense5_2 (reg), dense5_3 (landmarks)
@@ -156,13 +155,23 @@ class refine_net {
       const auto& b = spec_.blocks[i];
       blocks_.emplace_back(w, n, static_cast<int>(i + 1), b.in, b.out, b.kernel, b.pool_kernel, b.pool_stride);
     }
-    const std::int64_t c = spec_.blocks.back().out, side = spec_.map_side;
+    const std::int64_t c = spec_.blocks.back().out, side = last_map_side();
     dense_ = dense_layer(w, n, spec_.dense, c * side * side, spec_.dense_out);
     permute_whc_columns(dense_.weight, c, side, side);
     alpha_ = mtcnn_param(w, n, "prelu" + spec_.dense + ".weight", {spec_.dense_out});
     prob_ = dense_layer(w, n, spec_.heads + "_1", spec_.dense_out, 2);
     reg_ = dense_layer(w, n, spec_.heads + "_2", spec_.dense_out, 4);
     if (spec_.landmarks) marks_ = dense_layer(w, n, spec_.heads + "_3", spec_.dense_out, 10);
+  }
+
+  // The side of the last block's map: valid convolutions, then ceil-mode pools.
+  std::int64_t last_map_side() const {
+    std::int64_t side = spec_.input;
+    for (const auto& b : spec_.blocks) {
+      side -= b.kernel - 1;
+      if (b.pool_kernel) side = (side - b.pool_kernel + b.pool_stride - 1) / b.pool_stride + 1;
+    }
+    return side;
   }
 
   // x [N, 3, input, input] -> reg [N, 4], prob [N, 2] and, when the net has them, landmarks [N, 10].
@@ -199,7 +208,7 @@ class refine_net {
 class mtcnn_rnet : private detail::refine_net {
  public:
   explicit mtcnn_rnet(const io::tensor_map& w)
-      : refine_net(w, {"R-Net", 24, {{3, 28, 3, 3, 2}, {28, 48, 3, 3, 2}, {48, 64, 2, 0, 0}}, 3, "4", 128, "5", false}) {}
+      : refine_net(w, {"R-Net", 24, {{3, 28, 3, 3, 2}, {28, 48, 3, 3, 2}, {48, 64, 2, 0, 0}}, "4", 128, "5", false}) {}
 
   // x [N, 3, 24, 24] -> reg [N, 4], prob [N, 2].
   void forward(const Tensor<float>& x, Tensor<float>& reg, Tensor<float>& prob) { run(x, reg, nullptr, prob); }
@@ -208,8 +217,8 @@ class mtcnn_rnet : private detail::refine_net {
 class mtcnn_onet : private detail::refine_net {
  public:
   explicit mtcnn_onet(const io::tensor_map& w)
-      : refine_net(w, {"O-Net", 48, {{3, 32, 3, 3, 2}, {32, 64, 3, 3, 2}, {64, 64, 3, 2, 2}, {64, 128, 2, 0, 0}}, 3, "5",
-                       256, "6", true}) {}
+      : refine_net(w, {"O-Net", 48, {{3, 32, 3, 3, 2}, {32, 64, 3, 3, 2}, {64, 64, 3, 2, 2}, {64, 128, 2, 0, 0}}, "5", 256,
+                       "6", true}) {}
 
   // x [N, 3, 48, 48] -> reg [N, 4], landmarks [N, 10] (x1..x5, y1..y5 in box units), prob [N, 2].
   void forward(const Tensor<float>& x, Tensor<float>& reg, Tensor<float>& landmarks, Tensor<float>& prob) {
