@@ -4,7 +4,7 @@
 # (disjoint people), then written as F16 with its operating point and alignment template.
 #   bash scripts/train_default_model.sh [LFW_DIR] [WORK_DIR]
 # LFW_DIR holds images_deepfunneled/ and the View 1 files (default ../shared/data/lfw). Takes about
-# 85 minutes with both cores of the 2-core project machine (about 100 images/s) when nothing else runs.
+# 95 minutes with both cores of the 2-core project machine (1.42 s per step) when nothing else runs.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
