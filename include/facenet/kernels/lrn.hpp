@@ -51,24 +51,59 @@ void lrn_scale(const lrn_geometry& g, const T* x, std::int64_t n, std::int64_t p
   }
 }
 
+// s^-beta. NN4's (and AlexNet's) beta = 0.75 is 1 / (sqrt(s) * sqrt(sqrt(s))): three correctly
+// rounded operations instead of pow's exp and log, a few times faster and within 2 ulp of it.
+template <class T>
+struct inverse_power {
+  T beta;
+  template <class V>
+  V operator()(const V& s) const {
+    if (beta == T(0.75)) {
+      const V r = simd::sqrt(s);
+      return V(T(1)) / (r * simd::sqrt(r));
+    }
+    return simd::pow(s, V(-beta));
+  }
+};
+
 }  // namespace detail
 
+// Each output vector sums its window's squares in a register (lrn_scale's order of operations)
+// and is written once: no scale buffer to store and re-read per window channel.
 template <class T>
 void lrn_cross_channel_forward(const Tensor<T>& x, std::int64_t size, T alpha, T beta, T k, Tensor<T>& y) {
   const auto g = detail::lrn_setup(x, size, "lrn_cross_channel_forward");
   y.resize(x.shape());
-  const simd::batch<T> nb(-beta);
-  detail::parallel_tasks<T>(g.l.outer * g.blocks, g.l.channels * detail::lrn_block * g.size,
-                            g.l.channels * detail::lrn_block, [&](std::int64_t task, T* scale) {
-                              const std::int64_t n = task / g.blocks, p = (task % g.blocks) * detail::lrn_block;
-                              const std::int64_t len = std::min(detail::lrn_block, g.l.inner - p);
-                              detail::lrn_scale(g, x.data(), n, p, len, alpha, k, scale);
-                              for (std::int64_t c = 0; c < g.l.channels; ++c) {
-                                const std::int64_t o = (n * g.l.channels + c) * g.l.inner + p;
-                                detail::simd_map2(y.data() + o, x.data() + o, scale + c * detail::lrn_block, len,
-                                                  [&](auto u, auto s) { return u * simd::pow(s, nb); });
-                              }
-                            });
+  using V = simd::batch<T>;
+  constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
+  const detail::inverse_power<T> inv{beta};
+  const V a(alpha / static_cast<T>(g.size)), kv(k);
+  const std::int64_t C = g.l.channels, inner = g.l.inner;
+  detail::parallel_tasks<T>(g.l.outer * g.blocks, C * detail::lrn_block * g.size, 0, [&](std::int64_t task, T*) {
+    const std::int64_t n = task / g.blocks, p0 = (task % g.blocks) * detail::lrn_block;
+    const std::int64_t end = std::min(p0 + detail::lrn_block, inner);
+    const T* image = x.data() + n * C * inner;
+    for (std::int64_t c = 0; c < C; ++c) {
+      const std::int64_t j0 = std::max<std::int64_t>(0, c - g.before), j1 = std::min(C - 1, c + g.after);
+      T* out = y.data() + (n * C + c) * inner;
+      for (std::int64_t p = p0; p < end; p += w) {
+        const auto m = static_cast<std::size_t>(std::min(w, end - p));
+        const auto load = [&](std::int64_t j) {
+          return m == simd::width<T> ? simd::load(image + j * inner + p) : simd::load_partial(image + j * inner + p, m);
+        };
+        V u = load(j0), acc = u * u;
+        for (std::int64_t j = j0 + 1; j <= j1; ++j) {
+          u = load(j);
+          acc = simd::fma(u, u, acc);
+        }
+        const V r = load(c) * inv(simd::fma(a, acc, kv));
+        if (m == simd::width<T>)
+          simd::store(out + p, r);
+        else
+          simd::store_partial(out + p, r, m);
+      }
+    }
+  });
 }
 
 // dx[j] = dy[j] * s[j]^-beta - 2 alpha beta / size * x[j] * sum_{c : j in window(c)} dy[c] x[c] s[c]^(-beta-1).
@@ -80,7 +115,8 @@ void lrn_cross_channel_backward(const Tensor<T>& dy, const Tensor<T>& x, std::in
   detail::require_contiguous(dy, kname, "dy");
   detail::require_same_shape(x, dy, kname, "x", "dy");
   dx.resize(x.shape());
-  const simd::batch<T> nb(-beta), coef(T(-2) * alpha * beta / static_cast<T>(size));
+  const detail::inverse_power<T> inv{beta};
+  const simd::batch<T> coef(T(-2) * alpha * beta / static_cast<T>(size));
   const std::int64_t C = g.l.channels, B = detail::lrn_block;
   detail::parallel_tasks<T>(
       g.l.outer * g.blocks, C * B * (g.size + 4), 2 * C * B, [&](std::int64_t task, T* scratch) {
@@ -94,7 +130,7 @@ void lrn_cross_channel_backward(const Tensor<T>& dy, const Tensor<T>& x, std::in
           T* pc = pw + c * B;
           T* tc = t + c * B;
           detail::simd_map(tc, pc, len, [](auto s) { return s; });
-          detail::simd_map(pc, pc, len, [&](auto s) { return simd::pow(s, nb); });
+          detail::simd_map(pc, pc, len, [&](auto s) { return inv(s); });
           detail::simd_map2(tc, pc, tc, len, [](auto q, auto s) { return q / s; });
           detail::simd_map3(tc, tc, dy.data() + o, x.data() + o, len, [](auto q, auto gv, auto u) { return q * gv * u; });
         }

@@ -134,38 +134,138 @@ struct max_op {
   }
 };
 
-// Scratch window_reduce needs per plane: the row combination and the sliding column reduction.
-inline std::int64_t window_scratch(const pool_geometry& g) { return 2 * g.W; }
+// Inference pooling through identity-filled frames. Each plane is copied (through v: identity or
+// square) into an hp x wp frame whose border is the reduction's identity (-inf for max, 0 for sums),
+// so every window, padded or clipped by ceil mode, lies inside its frame. The frames are reduced in
+// place by flat SIMD passes, down the window's rows and then along its columns, and output (i, j) is
+// the value left at its window's top-left corner. Small planes (NN4's 6x6 and 3x3) are grouped so
+// one pass runs over many frames with full vectors, where a pass per row ran mostly partial ones.
+// Each window is combined in the reference's order (rows first, each ascending); the identities
+// added do not change a value.
+struct pool_frame {
+  std::int64_t hp, wp;
+  std::int64_t size() const { return hp * wp; }
+};
 
-// out[i, j] = op-reduction of v(x) over the clipped window (v = identity or square): rows are
-// combined with SIMD into `col` (W values), then every window lying inside the row is reduced along
-// the row with SIMD too (slide[x] = col[x] op ... op col[x + kw - 1], the same order as the scalar
-// loop) and each output picks its start; only windows clipped by padding are reduced one by one.
-template <class T, class V, class Op>
-void window_reduce(const pool_geometry& g, const T* x, T* out, T* scratch, V&& v, Op op) {
-  T* col = scratch;
-  T* slide = scratch + g.W;
-  const std::int64_t kw = g.cols.kernel, inner = g.W - kw + 1;
-  for (std::int64_t i = 0; i < g.OH; ++i) {
-    const std::int64_t r0 = g.rows.begin(i), r1 = g.rows.end(i);
-    simd_map(col, x + r0 * g.W, g.W, v);
-    for (std::int64_t r = r0 + 1; r < r1; ++r)
-      simd_map2(col, col, x + r * g.W, g.W, [&](auto acc, auto u) { return op(acc, v(u)); });
-    if (inner > 0) {
-      simd_map(slide, col, inner, [](auto u) { return u; });
-      for (std::int64_t c = 1; c < kw; ++c) simd_map2(slide, slide, col + c, inner, op);
+inline pool_frame pool_frame_of(const pool_geometry& g) {
+  return {std::max(g.H + g.rows.pad_before, (g.OH - 1) * g.rows.stride + g.rows.kernel),
+          std::max(g.W + g.cols.pad_before, (g.OW - 1) * g.cols.stride + g.cols.kernel)};
+}
+
+// f[k] = f[k] op f[k + step] op ... (taps terms) for k in [k0, k1), in place: a vector is stored
+// after its reads, and later vectors read only at or past its end.
+template <class T, class Op>
+void pool_pass(T* f, std::int64_t k0, std::int64_t k1, std::int64_t step, std::int64_t taps, Op op) {
+  constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
+  const auto reduce = [&](std::int64_t k, auto load) {
+    auto acc = load(f + k);
+    for (std::int64_t d = 1; d < taps; ++d) acc = op(acc, load(f + k + d * step));
+    return acc;
+  };
+  std::int64_t k = k0;
+  for (; k + w <= k1; k += w) simd::store(f + k, reduce(k, [](const T* q) { return simd::load(q); }));
+  if (k < k1) {
+    const auto n = static_cast<std::size_t>(k1 - k);
+    simd::store_partial(f + k, reduce(k, [n](const T* q) { return simd::load_partial(q, n); }), n);
+  }
+}
+
+// Copies planes [first, first + count) of x into frames through v and fills their borders.
+template <class T, class V>
+void fill_frames(const pool_geometry& g, const pool_frame& f, std::int64_t first, std::int64_t count, const T* x,
+                 T* frames, T identity, V&& v) {
+  constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
+  const std::int64_t pt = g.rows.pad_before, pl = g.cols.pad_before, wp = f.wp;
+  if (f.hp == g.H && f.wp == g.W) return simd_map(frames, x + first * g.H * g.W, count * g.H * g.W, v);  // no border
+  for (std::int64_t p = 0; p < count; ++p) {
+    T* fr = frames + p * f.size();
+    std::fill(fr, fr + pt * wp, identity);
+    for (std::int64_t r = 0; r < g.H; ++r) {
+      const T* src = x + ((first + p) * g.H + r) * g.W;
+      T* dst = fr + (r + pt) * wp;
+      std::fill(dst, dst + pl, identity);
+      if (g.W >= w)
+        simd_map(dst + pl, src, g.W, v);
+      else
+        for (std::int64_t c = 0; c < g.W; ++c) dst[pl + c] = v(src[c]);
+      std::fill(dst + pl + g.W, dst + wp, identity);
     }
-    for (std::int64_t j = 0; j < g.OW; ++j) {
-      const std::int64_t start = g.cols.start(j);
-      if (start >= 0 && start < inner) {
-        out[i * g.OW + j] = slide[start];
-        continue;
-      }
-      T s = col[g.cols.begin(j)];
-      for (std::int64_t c = g.cols.begin(j) + 1; c < g.cols.end(j); ++c) s = op(s, col[c]);
-      out[i * g.OW + j] = s;
+    std::fill(fr + (g.H + pt) * wp, fr + f.size(), identity);
+  }
+}
+
+// Max pooling's window value is its output.
+struct no_finish {};
+
+// out[p, i, j] = finish(out[p, i, j], divisor(i, j)) over `count` planes of outputs, with SIMD:
+// flat over all planes when every window has the same divisor (no padding counted differently,
+// the common case), else row by row. scratch: OH + 2 * OW elements.
+template <class T, class Finish>
+void finish_windows(const pool_geometry& g, bool include_pad, std::int64_t count, T* out, T* scratch, Finish&& finish) {
+  const auto divisor = [&](const pool_axis& a, std::int64_t o) { return include_pad ? a.padded(o) : a.size(o); };
+  T* rows = scratch;
+  T* cols = rows + g.OH;
+  T* row_divisors = cols + g.OW;
+  bool uniform = true;
+  for (std::int64_t i = 0; i < g.OH; ++i) uniform = uniform && (rows[i] = static_cast<T>(divisor(g.rows, i))) == rows[0];
+  for (std::int64_t j = 0; j < g.OW; ++j) uniform = uniform && (cols[j] = static_cast<T>(divisor(g.cols, j))) == cols[0];
+  if (uniform) {
+    const simd::batch<T> d(static_cast<T>(divisor(g.rows, 0) * divisor(g.cols, 0)));
+    return simd_map(out, out, count * g.OH * g.OW, [&](auto u) { return finish(u, d); });
+  }
+  for (std::int64_t i = 0; i < g.OH; ++i) {
+    for (std::int64_t j = 0; j < g.OW; ++j) row_divisors[j] = static_cast<T>(divisor(g.rows, i) * divisor(g.cols, j));
+    for (std::int64_t p = 0; p < count; ++p) {
+      T* o = out + (p * g.OH + i) * g.OW;
+      simd_map2(o, o, row_divisors, g.OW, finish);
     }
   }
+}
+
+// Output planes [first, first + count) of y: finish(window value, divisor), with vectors or
+// scalars. Vertical strides reduce only the rows windows start at once rows are long; short rows
+// take one flat pass. scratch: finish_windows'.
+template <class T, class V, class Op, class Finish>
+void pool_frames(const pool_geometry& g, const pool_frame& f, bool include_pad, std::int64_t first, std::int64_t count,
+                 const T* x, T* y, T* frames, T* scratch, T identity, V&& v, Op op, Finish&& finish) {
+  constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
+  fill_frames(g, f, first, count, x, frames, identity, v);
+  const std::int64_t kh = g.rows.kernel, kw = g.cols.kernel, sh = g.rows.stride, sw = g.cols.stride, wp = f.wp;
+  const auto passes = [&](std::int64_t k0, std::int64_t k1) {
+    pool_pass(frames, k0, k1, wp, kh, op);
+    pool_pass(frames, k0, k1 - (kw - 1), std::int64_t(1), kw, op);
+  };
+  if (sh == 1 || wp < 4 * w) {
+    passes(0, count * f.size() - (kh - 1) * wp);
+  } else {
+    for (std::int64_t p = 0; p < count; ++p)
+      for (std::int64_t i = 0; i < g.OH; ++i) passes(p * f.size() + i * sh * wp, p * f.size() + i * sh * wp + wp);
+  }
+  const std::int64_t out_size = g.OH * g.OW;
+  T* out = y + first * out_size;
+  for (std::int64_t p = 0; p < count; ++p)
+    for (std::int64_t i = 0; i < g.OH; ++i) {
+      const T* corner = frames + p * f.size() + i * sh * wp;
+      for (std::int64_t j = 0; j < g.OW; ++j) out[p * out_size + i * g.OW + j] = corner[j * sw];
+    }
+  if constexpr (!std::is_same<std::decay_t<Finish>, no_finish>::value) finish_windows(g, include_pad, count, out, scratch, finish);
+}
+
+// Runs pool_frames over every plane of x, in groups of frames of about 32 KB (L1) per task.
+template <class T, class V, class Op, class Finish>
+void pool_forward_framed(const pool_geometry& g, bool include_pad, const T* x, T* y, T identity, V&& v, Op op,
+                         Finish&& finish) {
+  const pool_frame f = pool_frame_of(g);
+  const std::int64_t per_group_target = std::max<std::int64_t>(1, (std::int64_t(32768) / sizeof(T)) / f.size());
+  const std::int64_t parts = std::clamp<std::int64_t>(g.planes * g.H * g.W / parallel_grain, 1, parallel::max_threads());
+  const std::int64_t group = std::min(per_group_target, (g.planes + parts - 1) / parts);
+  const std::int64_t groups = (g.planes + group - 1) / group;
+  parallel_tasks<T>(groups, group * std::max(g.H * g.W, f.size()), group * f.size() + g.OH + 2 * g.OW,
+                    [&](std::int64_t task, T* scratch) {
+                      const std::int64_t first = task * group, count = std::min(group, g.planes - first);
+                      pool_frames(g, f, include_pad, first, count, x, y, scratch, scratch + group * f.size(), identity,
+                                  v, op, finish);
+                    });
 }
 
 // The adjoint of summing windows: dx[r, c] = sum of coef[i, j] over the windows containing (r, c).
@@ -309,10 +409,8 @@ void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
   detail::require_contiguous(x, k, "x");
   y.resize(ys);
   const detail::pool_geometry g(x.shape(), ys, p);
-  detail::for_each_plane<T>(g, detail::window_scratch(g), [&](std::int64_t plane, T* col) {
-    detail::window_reduce(g, x.data() + plane * g.H * g.W, y.data() + plane * g.OH * g.OW, col,
-                          [](auto u) { return u; }, detail::max_op{});
-  });
+  detail::pool_forward_framed(g, false, x.data(), y.data(), -std::numeric_limits<T>::infinity(),
+                              [](auto u) { return u; }, detail::max_op{}, detail::no_finish{});
 }
 
 // dx[index] += dy for each output; x_shape is the forward input's shape.
@@ -356,13 +454,8 @@ void avg_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
   detail::require_contiguous(x, k, "x");
   y.resize(ys);
   const detail::pool_geometry g(x.shape(), ys, p);
-  detail::for_each_plane<T>(g, detail::window_scratch(g), [&](std::int64_t plane, T* colsum) {
-    T* yp = y.data() + plane * g.OH * g.OW;
-    detail::window_reduce(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u; }, detail::sum_op{});
-    for (std::int64_t i = 0; i < g.OH; ++i)
-      for (std::int64_t j = 0; j < g.OW; ++j)
-        yp[i * g.OW + j] /= static_cast<T>(g.divisor(i, j, p.count_include_pad));
-  });
+  detail::pool_forward_framed(g, p.count_include_pad, x.data(), y.data(), T(0), [](auto u) { return u; },
+                              detail::sum_op{}, [](auto s, auto d) { return s / d; });
 }
 
 template <class T>
@@ -394,13 +487,8 @@ void l2_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y)
   y.resize(ys);
   const detail::pool_geometry g(x.shape(), ys, p);
   const T area = static_cast<T>(p.kernel_h * p.kernel_w);
-  detail::for_each_plane<T>(g, detail::window_scratch(g), [&](std::int64_t plane, T* colsum) {
-    T* yp = y.data() + plane * g.OH * g.OW;
-    detail::window_reduce(g, x.data() + plane * g.H * g.W, yp, colsum, [](auto u) { return u * u; }, detail::sum_op{});
-    for (std::int64_t i = 0; i < g.OH; ++i)
-      for (std::int64_t j = 0; j < g.OW; ++j)
-        yp[i * g.OW + j] = std::sqrt(yp[i * g.OW + j] * area / static_cast<T>(g.divisor(i, j, p.count_include_pad)));
-  });
+  detail::pool_forward_framed(g, p.count_include_pad, x.data(), y.data(), T(0), [](auto u) { return u * u; },
+                              detail::sum_op{}, [area](auto s, auto d) { return simd::sqrt(s * area / d); });
 }
 
 // dx = x * sum over windows of dy * (kW*kH / divisor) / y; a zero output passes no gradient
