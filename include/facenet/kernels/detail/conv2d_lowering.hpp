@@ -70,6 +70,18 @@ inline void copy_row(const T* src, T* dst, std::int64_t n) {
   simd::store(dst + n - w, simd::load(src + n - w));
 }
 
+// dst[j] = src[2 j] for j < n (stride-2 im2col rows), a vector of even elements at a time.
+template <class T>
+inline void copy_even(const T* src, T* dst, std::int64_t n) {
+  constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
+  std::int64_t j = 0;
+  for (; j + w <= n; j += w) simd::store(dst + j, simd::load_even(src + 2 * j));
+  if (j < n) {
+    const auto r = static_cast<std::size_t>(n - j);
+    simd::store_partial(dst + j, simd::load_even(src + 2 * j, r), r);
+  }
+}
+
 // range[2k], range[2k + 1] = the outputs [lo, hi) that kernel offset k reads inside the image, for
 // every k in [0, kernel).
 inline void offset_ranges(std::int64_t in, std::int64_t stride, std::int64_t pad, std::int64_t out, std::int64_t kernel,
@@ -92,6 +104,8 @@ void im2col_row(const conv_geometry& g, const T* src, std::int64_t ky, std::int6
     for (std::int64_t ox = 0; ox < x_lo; ++ox) dst[ox] = T(0);
     if (g.sw == 1)
       copy_row(s + x_lo, dst + x_lo, x_hi - x_lo);
+    else if (g.sw == 2)
+      copy_even(s + 2 * x_lo, dst + x_lo, x_hi - x_lo);
     else
       for (std::int64_t ox = x_lo; ox < x_hi; ++ox) dst[ox] = s[ox * g.sw];
     for (std::int64_t ox = x_hi; ox < g.ow; ++ox) dst[ox] = T(0);
