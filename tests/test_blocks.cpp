@@ -1,11 +1,13 @@
 // Blocks: finite-difference checks in double on reduced-width variants of every block (train and
 // eval mode), parameter names, shapes, and the inference path (BN folded, fused residual) against
 // the eval-mode forward.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include "facenet/blocks/basic_conv.hpp"
 #include "facenet/blocks/inception.hpp"
 #include "facenet/blocks/inception_resnet.hpp"
+#include "facenet/layers/sequential.hpp"
 #include "model_testing.hpp"
 
 using namespace facenet;
@@ -53,6 +55,31 @@ TEST(BasicConv, GradientsTrainAndEval) {
   randomize_parameters(b, 1);
   check_module_gradients(b, shape{2, 3, 7, 6}, true, 10);
   check_module_gradients(b, shape{2, 3, 7, 6}, false, 11);
+}
+
+// backward_params (training's first layer) writes the same parameter gradients as backward,
+// through a container whose first child is a basic_conv, and leaves no input gradient to compute.
+TEST(BasicConv, BackwardParamsGivesBackwardsParameterGradients) {
+  layers::sequential<double> seq;
+  seq.add("a", std::make_unique<blocks::basic_conv<double>>(layers::conv_spec(3, 4, 3, 2, 1), 1e-3));
+  seq.add("b", std::make_unique<blocks::basic_conv<double>>(layers::conv_spec(4, 5, 3, 1, 1), 1e-3));
+  randomize_parameters(seq, 21);
+  const Tensor<double> x = facenet::testing::random_tensor<double>(shape{2, 3, 9, 8}, 22);
+  Tensor<double> y, dx;
+  seq.forward(x, y, true);
+  const Tensor<double> dy = facenet::testing::random_tensor<double>(y.shape(), 23);
+  seq.backward(dy, dx);
+  std::vector<layers::parameter<double>> params;
+  seq.collect("", params);
+  params.erase(std::remove_if(params.begin(), params.end(), [](const auto& p) { return !p.grad; }), params.end());
+  std::vector<Tensor<double>> full;
+  for (const auto& p : params) full.push_back(p.grad->clone());
+  for (const auto& p : params) p.grad->fill(7.0);  // stale values must be overwritten
+  seq.backward_params(dy);
+  ASSERT_EQ(params.size(), full.size());
+  ASSERT_FALSE(params.empty());
+  for (std::size_t i = 0; i < params.size(); ++i)
+    EXPECT_EQ(facenet::testing::max_abs_diff(*params[i].grad, full[i]), 0.0) << params[i].name;
 }
 
 TEST(BasicConv, NamesFollowTheReference) {

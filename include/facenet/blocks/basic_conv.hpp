@@ -26,9 +26,12 @@ class basic_conv final : public layers::module<T> {
     relu_.forward(y, y, training);  // in place: backward needs only the ReLU output
   }
   void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
-    relu_.backward(dy, grad_);
-    bn_.backward(grad_, grad_bn_);
+    backward_to_conv(dy);
     conv_.backward(grad_bn_, dx);
+  }
+  void backward_params(const Tensor<T>& dy) override {
+    backward_to_conv(dy);
+    conv_.backward_params(grad_bn_);
   }
   void prepare_inference() override { conv_.prepare_fused(&bn_, true); }
   void convert_to_inference() override {
@@ -57,6 +60,11 @@ class basic_conv final : public layers::module<T> {
   layers::batch_norm<T>& bn() noexcept { return bn_; }
 
  private:
+  void backward_to_conv(const Tensor<T>& dy) {
+    relu_.backward(dy, grad_);
+    bn_.backward(grad_, grad_bn_);
+  }
+
   layers::conv2d<T> conv_;
   layers::batch_norm<T> bn_;
   layers::relu<T> relu_;

@@ -55,6 +55,12 @@ class conv2d final : public module<T> {
     kernels::conv2d_backward_data(dy, weight, x_.shape(), dx, params_);
     profile_flops(2 * flops(dy));  // weight and data gradients: one forward's worth each
   }
+  void backward_params(const Tensor<T>& dy) override {
+    require_forward_cache(x_, "conv2d");
+    match_grad(weight, weight_grad);
+    kernels::conv2d_backward_weight(x_, dy, weight_grad, opt_.bias ? &bias_grad : nullptr, params_);
+    profile_flops(flops(dy));
+  }
 
   // Packs the weights once; `bn` (may be null) is folded in, `relu` fused into the epilogue.
   void prepare_fused(const batch_norm<T>* bn, bool relu) {

@@ -2,6 +2,7 @@
 // gradients, caches only what its backward needs, and offers three passes:
 //   forward(x, y, training)  training = batch statistics / dropout; caches for backward
 //   backward(dy, dx)         overwrites the parameter gradients and writes dx
+//   backward_params(dy)      the parameter gradients only (the first layer: its input is data)
 //   infer(x, y, ws) const    inference after prepare_inference(): folded BN, pre-packed weights,
 //                            intermediate buffers from the caller's workspace, so concurrent calls on
 //                            one module are safe and steady state does not allocate.
@@ -69,6 +70,13 @@ class module {
   virtual ~module() = default;
   virtual void forward(const Tensor<T>& x, Tensor<T>& y, bool training) = 0;
   virtual void backward(const Tensor<T>& dy, Tensor<T>& dx) = 0;
+  // backward() without dx, for a network's first layer: PyTorch skips the input gradient of data
+  // that does not require one, and NN4 conv1's was 5% of a training step. Layers that can skip it
+  // override this; the rest compute dx and drop it.
+  virtual void backward_params(const Tensor<T>& dy) {
+    Tensor<T> dropped;
+    backward(dy, dropped);
+  }
   // Builds the inference form (folded BN, packed weights) from the current parameters.
   virtual void prepare_inference() {}
   // prepare_inference(), then frees what only training reads (weights now folded and packed,

@@ -36,16 +36,8 @@ class sequential final : public module<T> {
     }
   }
 
-  void backward(const Tensor<T>& dy, Tensor<T>& dx) override {
-    require_children();
-    const Tensor<T>* g = &dy;
-    for (std::size_t i = children_.size(); i-- > 0;) {
-      Tensor<T>& out = i > 0 ? grads_[i % 2] : dx;
-      profile_scope<T> timed(children_[i].first, *children_[i].second, profile_pass::backward, out);
-      children_[i].second->backward(*g, out);
-      g = &out;
-    }
-  }
+  void backward(const Tensor<T>& dy, Tensor<T>& dx) override { backward_children(dy, &dx); }
+  void backward_params(const Tensor<T>& dy) override { backward_children(dy, nullptr); }
 
   void prepare_inference() override {
     for (auto& c : children_) c.second->prepare_inference();
@@ -81,6 +73,21 @@ class sequential final : public module<T> {
   }
 
  private:
+  // The first child writes dx, or only its parameter gradients when dx is null.
+  void backward_children(const Tensor<T>& dy, Tensor<T>* dx) {
+    require_children();
+    const Tensor<T>* g = &dy;
+    for (std::size_t i = children_.size(); i-- > 0;) {
+      Tensor<T>& out = i > 0 || !dx ? grads_[i % 2] : *dx;
+      profile_scope<T> timed(children_[i].first, *children_[i].second, profile_pass::backward, out);
+      if (i == 0 && !dx)
+        children_[i].second->backward_params(*g);
+      else
+        children_[i].second->backward(*g, out);
+      g = &out;
+    }
+  }
+
   void require_children() const {
     FACENET_CHECK(!children_.empty(), argument_error, "sequential: no layers");
   }

@@ -66,6 +66,12 @@ class model {
     check_shape(dy, out_.shape(), info().architecture + " backward dy");
     root_.backward(dy, dx);
   }
+  // backward() without the gradient w.r.t. the input images, which training never reads.
+  void backward_params(const Tensor<T>& dy) {
+    FACENET_CHECK(!out_.empty(), argument_error, info().architecture + ": backward called before forward");
+    check_shape(dy, out_.shape(), info().architecture + " backward dy");
+    root_.backward_params(dy);
+  }
   // Releases the activations cached by the last forward.
   void clear_cache() {
     root_.clear_cache();

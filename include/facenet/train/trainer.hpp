@@ -380,7 +380,7 @@ class trainer {
       r.loss = s.loss, r.active_fraction = s.accuracy;
     }
     FACENET_CHECK(std::isfinite(r.loss), numeric_error, std::string("training loss is ") + (std::isnan(r.loss) ? "NaN" : "infinite"));
-    model_->backward(grad_, dx_);
+    model_->backward_params(grad_);
     optim::check_finite_gradients(optimizer_->parameters());
     if (c_.clip_norm > 0) optim::clip_grad_norm(*optimizer_, c_.clip_norm);
     optimizer_->step();
@@ -435,7 +435,7 @@ class trainer {
   std::mt19937_64 rng_;
   std::unique_ptr<training_log> log_;
   std::int64_t total_steps_ = 0, step_ = 0, last_checkpoint_step_ = -1, collapsed_run_ = 0;
-  Tensor<float> emb_, grad_, dx_, logits_, log_probs_, grad_logits_;
+  Tensor<float> emb_, grad_, logits_, log_probs_, grad_logits_;
 };
 
 }  // namespace facenet::train
