@@ -8,8 +8,8 @@
 # layers and blocks, losses, optimizers, evaluation, readers, images, the data loader. `asan-full`
 # also builds test_models and the facenet tool (test_models' CLI tests, test_checkpoint_kill and the
 # error_table test run the sanitized tool as a subprocess); it is not part of CI because it is too
-# slow for CI's budget (2026-11-28, 2 cores, each with another build or test run beside it: 29 min to
-# build, then 35 min of tests with ../shared, 26 of them ORL training).
+# slow for CI's budget (2026-11-29, 2 cores, other work beside it: 9.4 min to build, then 25.6 min
+# of tests with ../shared, 20 of them ORL training).
 # Run it from a checkout with ../shared beside it, or its tests skip. Left out of both: the
 # examples (not built here) and the packaging tests (label packaging: they configure and compile
 # consumer projects and every header, which no sanitizer looks at).
