@@ -270,8 +270,9 @@ void scatter_planes(const T* src, std::int64_t image, std::int64_t rows, std::in
 }
 
 // How a batch's k x k forward runs: image by image, or in groups of images_per_gemm (training's
-// convolutions: 7% off an NN4-small2 step). Inference plans keep image by image: grouped IRv1 batch 16
-// measured about 5% slower (its 8x8 and 3x3 layers lose the implicit GEMM's direct reads).
+// convolutions: 7% off an NN4-small2 step). Inference plans group only maps of 6x6 and less
+// (conv2d_plan::plan_grouping): grouping all of IRv1 batch 16 measured about 5% slower (its 8x8
+// layers lose the implicit GEMM's direct reads).
 enum class forward_grouping { per_image, grouped };
 
 // Scratch elements forward_image needs (padded image + extended output, or im2col matrix), or a
