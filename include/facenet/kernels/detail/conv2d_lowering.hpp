@@ -89,13 +89,14 @@ inline void offset_ranges(std::int64_t in, std::int64_t stride, std::int64_t pad
   for (std::int64_t k = 0; k < kernel; ++k) valid_outputs(in, stride, k - pad, out, range[2 * k], range[2 * k + 1]);
 }
 
-// One im2col row: dst[oy*ow + ox] = src[oy*sh - pt + ky][ox*sw - pl + kx], 0 outside [y_lo, y_hi) x
-// [x_lo, x_hi). Plain loops: on 3-wide rows calls to memset/memmove would cost more than the copy.
+// One im2col row, output rows [oy0, oy1): dst[(oy - oy0)*ow + ox] = src[oy*sh - pt + ky][ox*sw - pl + kx],
+// 0 outside [y_lo, y_hi) x [x_lo, x_hi). Plain loops: on 3-wide rows calls to memset/memmove would
+// cost more than the copy.
 template <class T>
 void im2col_row(const conv_geometry& g, const T* src, std::int64_t ky, std::int64_t kx, const std::int64_t* y_range,
-                const std::int64_t* x_range, T* dst) {
+                const std::int64_t* x_range, std::int64_t oy0, std::int64_t oy1, T* dst) {
   const std::int64_t x_lo = x_range[0], x_hi = x_range[1];
-  for (std::int64_t oy = 0; oy < g.oh; ++oy, dst += g.ow) {
+  for (std::int64_t oy = oy0; oy < oy1; ++oy, dst += g.ow) {
     if (oy < y_range[0] || oy >= y_range[1]) {
       for (std::int64_t ox = 0; ox < g.ow; ++ox) dst[ox] = T(0);
       continue;
@@ -112,13 +113,15 @@ void im2col_row(const conv_geometry& g, const T* src, std::int64_t ky, std::int6
   }
 }
 
-// col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside). Rows of
-// col are `ld` apart (default oh*ow; wider when several images sit side by side). The valid ranges
-// per kernel offset are computed once: 64-bit divisions per row took a third of the time of IRv1
-// mixed_7a's stride-2 layers (3x3 outputs).
+// col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside), for the
+// output rows [oy0, oy1) (all by default): columns [oy0*ow, oy1*ow). Rows of col are `ld` apart
+// (default oh*ow; wider when several images sit side by side). The valid ranges per kernel offset are
+// computed once: 64-bit divisions per row took a third of the time of IRv1 mixed_7a's stride-2 layers
+// (3x3 outputs).
 template <class T>
-void im2col(const conv_geometry& g, const T* x, T* col, std::int64_t ld = 0) {
+void im2col(const conv_geometry& g, const T* x, T* col, std::int64_t ld = 0, std::int64_t oy0 = 0, std::int64_t oy1 = -1) {
   if (ld == 0) ld = g.spatial();
+  if (oy1 < 0) oy1 = g.oh;
   std::int64_t* y_ranges = thread_scratch<std::int64_t>(4, 2 * (g.kh + g.kw));
   std::int64_t* x_ranges = y_ranges + 2 * g.kh;
   offset_ranges(g.h, g.sh, g.pt, g.oh, g.kh, y_ranges);
@@ -129,10 +132,12 @@ void im2col(const conv_geometry& g, const T* x, T* col, std::int64_t ld = 0) {
         const std::int64_t c = item / g.kh, ky = item % g.kh;
         const T* src = x + c * g.h * g.w;
         for (std::int64_t kx = 0; kx < g.kw; ++kx)
-          im2col_row(g, src, ky, kx, y_ranges + 2 * ky, x_ranges + 2 * kx, col + (item * g.kw + kx) * ld);
+          im2col_row(g, src, ky, kx, y_ranges + 2 * ky, x_ranges + 2 * kx, oy0, oy1,
+                     col + (item * g.kw + kx) * ld + oy0 * g.ow);
       },
-      min_iterations(g.kw * g.spatial()));
+      min_iterations(g.kw * (oy1 - oy0) * g.ow));
 }
+
 
 // The adjoint of im2col: dx[c][iy][ix] = sum of the col entries that read it. Overwrites dx. Threads
 // own whole channels, so no two write the same element. Rows of col are `ld` apart, as in im2col.
@@ -315,6 +320,36 @@ void forward_image_transposed(const conv_geometry& g, const conv_forward_args<T>
       min_iterations(s));
 }
 
+// Runs f(oy0, oy1) on every thread over its share of the output rows, for a convolution whose
+// lowering and product can be split that way: each thread then lowers (or compacts) the rows it
+// multiplies, and no thread reads what the other core wrote a moment before. Lowering on all threads
+// and then multiplying on all threads did, and cost NN4 conv1 (im2col) a third more than the two
+// steps timed apart (2 threads: 300 us against 34 + 190; 200 us split by rows). Only for products
+// of many columns (`columns`: the whole image's), which the GEMM would split by columns anyway: on
+// NN4's 6x6 maps each thread's 18 columns ran 1.4-1.5x slower than splitting the channels. False,
+// without calling f, when the split does not apply.
+template <class F>
+bool by_output_rows(const conv_geometry& g, std::int64_t columns, F&& f) {
+  const int threads = parallel::max_threads();
+  if (threads < 2 || parallel::in_parallel() || g.oh < 2 * threads || columns < 384 * threads) return false;
+  parallel::parallel_region([&](int t, int nt) {
+    std::int64_t oy0, oy1;
+    parallel::split_range(g.oh, nt, t, oy0, oy1);
+    if (oy0 < oy1) f(oy0, oy1);
+  });
+  return true;
+}
+
+// The epilogue of a product over columns [j0, ...) of an image's output: it indexes the residual
+// from the product's first column.
+template <class T>
+const gemm_epilogue<T>* epilogue_from(const gemm_epilogue<T>* ep, std::int64_t j0, gemm_epilogue<T>& part) {
+  if (!ep) return nullptr;
+  part = *ep;
+  if (part.residual) part.residual += j0;
+  return &part;
+}
+
 // y[o, oh*ow] = epilogue(W x) for one image; `ws` holds forward_workspace_size elements and `offsets`
 // row_offsets_size(g) entries (used by the implicit path).
 template <class T>
@@ -331,6 +366,14 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
     return;
   }
   if (!g.implicit()) {
+    const bool split = by_output_rows(g, g.spatial(), [&](std::int64_t oy0, std::int64_t oy1) {
+      const std::int64_t j0 = oy0 * g.ow;
+      gemm_epilogue<T> part;
+      im2col(g, x, ws, g.spatial(), oy0, oy1);
+      gemm_run(g.o, (oy1 - oy0) * g.ow, g.k(), T(1), a.weights, b_matrix<T>{ws + j0, g.spatial(), false}, T(0), y + j0,
+               g.spatial(), epilogue_from(fuse ? &ep : nullptr, j0, part));
+    });
+    if (split) return;
     im2col(g, x, ws);
     gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, b_matrix<T>{ws, g.spatial(), false}, T(0), y, g.spatial(), fuse ? &ep : nullptr);
     return;
@@ -355,18 +398,23 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
   // pass. (Fusing this into the GEMM's tile store was tried: re-reading a just-stored tile row at
   // unaligned run offsets defeats store forwarding and cost more than this pass.)
   const std::int64_t wp = g.wp(), en = g.extended_n();
+  const auto compact = [&](std::int64_t oc, std::int64_t oy0, std::int64_t oy1) {
+    const T bias = a.bias ? a.bias[oc] : T(0);
+    for (std::int64_t oy = oy0; oy < oy1; ++oy) {
+      const std::int64_t at = oc * g.spatial() + oy * g.ow;
+      epilogue_row(ws + oc * en + oy * wp, y + at, g.ow, bias, a.residual ? a.residual + at : nullptr, a.residual_scale,
+                   a.relu);
+    }
+  };
+  const bool split = by_output_rows(g, en, [&](std::int64_t oy0, std::int64_t oy1) {
+    const std::int64_t j0 = oy0 * wp;
+    gemm_run(g.o, (oy1 - oy0) * wp, g.k(), T(1), a.weights, b_offset_rows<T>{image + j0, offsets}, T(0), ws + j0, en,
+             static_cast<const gemm_epilogue<T>*>(nullptr));
+    for (std::int64_t oc = 0; oc < g.o; ++oc) compact(oc, oy0, oy1);
+  });
+  if (split) return;
   gemm_run(g.o, en, g.k(), T(1), a.weights, rows, T(0), ws, en, static_cast<const gemm_epilogue<T>*>(nullptr));
-  parallel::parallel_for(
-      0, g.o,
-      [&](std::int64_t oc) {
-        const T bias = a.bias ? a.bias[oc] : T(0);
-        for (std::int64_t oy = 0; oy < g.oh; ++oy) {
-          const std::int64_t at = oc * g.spatial() + oy * g.ow;
-          epilogue_row(ws + oc * en + oy * wp, y + at, g.ow, bias, a.residual ? a.residual + at : nullptr, a.residual_scale,
-                       a.relu);
-        }
-      },
-      min_iterations(en));
+  parallel::parallel_for(0, g.o, [&](std::int64_t oc) { compact(oc, 0, g.oh); }, min_iterations(en));
 }
 
 // y[i0 + j, o, :] = epilogue(C[o, j*hw : (j+1)*hw]) for the `images` images of a group whose product
