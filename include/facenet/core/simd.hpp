@@ -88,6 +88,21 @@ inline void store_partial(T* p, const batch<T>& v, std::size_t n) {
   v.store_aligned(tmp);
   for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
 }
+// Lanes [lo[0], ..., lo[w/2 - 1], hi[0], ..., hi[w/2 - 1]]: two 8-row float panels of a packed GEMM
+// operand in one AVX-512 register.
+template <class T>
+inline batch<T> load_halves(const T* lo, const T* hi) {
+  constexpr std::size_t half = width<T> / 2;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<T, float>::value && width<T> == 16)
+    return batch<T>(_mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(lo))),
+                                                        _mm256_castps_pd(_mm256_loadu_ps(hi)), 1)));
+#endif
+  alignas(64) T tmp[width<T>];
+  for (std::size_t i = 0; i < half; ++i) tmp[i] = lo[i], tmp[half + i] = hi[i];
+  return batch<T>::load_aligned(tmp);
+}
+
 // v[i] = p[2 i] for i < n (n <= width), other lanes 0; reads p[0, 2n - 1) only. For stride-2
 // im2col: with AVX-512 two masked loads and one two-source permute per vector. GCC made the scalar
 // loop move two elements at a time, and im2col was 37% of NN4 conv1's time (7x7, stride 2).

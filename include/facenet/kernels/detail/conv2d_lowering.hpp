@@ -29,8 +29,10 @@ struct conv_geometry {
   // Stride 1: output row oy, column ox reads padded pixel (oy + ky, ox + kx), so with output rows laid
   // out at the padded width wp, B row (c, ky, kx) is the padded image shifted by ky*wp + kx. The
   // wp - ow extra columns per row are computed and dropped; measured, that still beats im2col even
-  // when 6 of 14 columns are dropped (1x7 on 8x8) or 2 of 5 (1x3 on 3x3).
-  bool implicit() const { return sh == 1 && sw == 1 && !pointwise(); }
+  // when 6 of 14 columns are dropped (1x7 on 8x8). Outputs of 16 pixels and less are lowered instead
+  // (im2col_by_table): a 3x3 map padded by 1 makes 9 columns instead of 15, which the few-column
+  // product of packed weights takes (NN4's inception_5a/5b 3x3 layers).
+  bool implicit() const { return sh == 1 && sw == 1 && !pointwise() && spatial() > 16; }
   std::int64_t hp() const { return h + pt + pb; }
   std::int64_t wp() const { return w + pl + pr; }
   // Elements of the padded copy, plus slack for the discarded columns of the last extended row.
@@ -113,6 +115,34 @@ void im2col_row(const conv_geometry& g, const T* src, std::int64_t ky, std::int6
   }
 }
 
+// im2col of small outputs (NN4's and IRv1's 3x3 and 6x6 maps) through a table of source offsets, the
+// same for every channel: one pass per (c, ky, kx) row cost ~50 cycles of loop and edge handling for
+// 9 values (a third of a stride-2 3x3 layer's time at 3x3 outputs). Up to this many kernel taps x
+// output pixels.
+inline constexpr std::int64_t im2col_table_limit = 4096;
+
+template <class T>
+void im2col_by_table(const conv_geometry& g, const T* x, T* col, std::int64_t ld) {
+  const std::int64_t taps = g.kh * g.kw, s = g.spatial();
+  std::int32_t* at = thread_scratch<std::int32_t>(5, taps * s);  // source offset in a channel, -1 for padding
+  for (std::int64_t t = 0; t < taps; ++t)
+    for (std::int64_t j = 0; j < s; ++j) {
+      const std::int64_t iy = (j / g.ow) * g.sh - g.pt + t / g.kw, ix = (j % g.ow) * g.sw - g.pl + t % g.kw;
+      at[t * s + j] = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? static_cast<std::int32_t>(iy * g.w + ix) : -1;
+    }
+  parallel::parallel_for(
+      0, g.c,
+      [&](std::int64_t c) {
+        const T* src = x + c * g.h * g.w;
+        for (std::int64_t t = 0; t < taps; ++t) {
+          T* dst = col + (c * taps + t) * ld;
+          const std::int32_t* a = at + t * s;
+          for (std::int64_t j = 0; j < s; ++j) dst[j] = a[j] >= 0 ? src[a[j]] : T(0);
+        }
+      },
+      min_iterations(taps * s));
+}
+
 // col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside), for the
 // output rows [oy0, oy1) (all by default): columns [oy0*ow, oy1*ow). Rows of col are `ld` apart
 // (default oh*ow; wider when several images sit side by side). The valid ranges per kernel offset are
@@ -122,6 +152,7 @@ template <class T>
 void im2col(const conv_geometry& g, const T* x, T* col, std::int64_t ld = 0, std::int64_t oy0 = 0, std::int64_t oy1 = -1) {
   if (ld == 0) ld = g.spatial();
   if (oy1 < 0) oy1 = g.oh;
+  if (oy0 == 0 && oy1 == g.oh && g.kh * g.kw * g.spatial() <= im2col_table_limit) return im2col_by_table(g, x, col, ld);
   std::int64_t* y_ranges = thread_scratch<std::int64_t>(4, 2 * (g.kh + g.kw));
   std::int64_t* x_ranges = y_ranges + 2 * g.kh;
   offset_ranges(g.h, g.sh, g.pt, g.oh, g.kh, y_ranges);

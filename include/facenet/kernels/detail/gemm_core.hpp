@@ -658,32 +658,46 @@ bool packed_few_columns(std::int64_t n, const a_source<T>& as) {
   return as.packed && n <= 12 && !std::is_void<panel_batch<T>>::value;
 }
 
-// C rows of panels [q0, q1) (whole mr-row panels of the pre-packed A) against bc, B as k x NC rows.
+// Panels per register: two 8-row float panels fill an AVX-512 register (16 FMA lanes instead of 8
+// for the same B broadcast: NN4's and IRv1's n = 9 products ran at a quarter of one core's peak on
+// half-width registers); otherwise one panel per register.
+template <class T>
+inline constexpr int panels_per_vector = simd::width<T> == 2 * gemm_shape<T>::mr ? 2 : 1;
+template <class T>
+using panel_vector = std::conditional_t<panels_per_vector<T> == 2, simd::batch<T>, panel_batch<T>>;
+
+// C rows of panels [q0, q1) (whole mr-row panels of the pre-packed A) against bc, B as k x NC rows:
+// two registers of S = panels_per_vector panels per step.
 template <class T, int NC>
 void panel_columns(std::int64_t q0, std::int64_t q1, std::int64_t m, std::int64_t k, T alpha, const T* packed,
                                    const T* bc, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
-  using P = panel_batch<T>;
-  constexpr int mr = gemm_shape<T>::mr;
+  using P = panel_vector<T>;
+  constexpr int mr = gemm_shape<T>::mr, S = panels_per_vector<T>, rows = S * mr;
   const std::int64_t mp = round_up(m, mr), kb = k_block<T>(k);
-  for (std::int64_t q = q0; q < q1; q += 2) {
-    const int panels = q + 1 < q1 ? 2 : 1;
+  for (std::int64_t q = q0; q < q1; q += 2 * S) {
+    const int panels = static_cast<int>(std::min<std::int64_t>(2 * S, q1 - q));
     // C as gemm_block's tile stores would leave it after each K block (same roundings, so a sample's
-    // output does not depend on the batch it came in): [panel][column][row of the panel].
-    alignas(64) T run[2][NC][mr];
+    // output does not depend on the batch it came in): [register][column][row of its S panels].
+    alignas(64) T run[2][NC][rows];
     for (std::int64_t k0 = 0; k0 < k; k0 += kb) {
       const std::int64_t kc = std::min(kb, k - k0);
-      const T* a0 = packed + k0 * mp + q * mr * kc;
-      const T* a1 = panels == 2 ? a0 + mr * kc : a0;  // a lone last panel is computed twice, stored once
+      // Panel h of this step; a missing last one repeats the first (computed, never stored).
+      const auto panel = [&](int h) { return packed + k0 * mp + (q + (h < panels ? h : 0)) * mr * kc; };
+      const T* a[4] = {panel(0), panel(1), panel(S == 2 ? 2 : 0), panel(S == 2 ? 3 : 0)};
+      const auto load = [&](int v, std::int64_t p) {
+        if constexpr (S == 2)
+          return simd::load_halves(a[2 * v] + p * mr, a[2 * v + 1] + p * mr);
+        else
+          return P::load_unaligned(a[v] + p * mr);
+      };
       const T* b = bc + k0 * NC;
       P acc[2][NC];
 #pragma GCC unroll 16
       for (int j = 0; j < NC; ++j) acc[0][j] = acc[1][j] = P(T(0));
       for (std::int64_t p = 0; p < kc; ++p) {
-        if (p % 2 == 0) {  // weights stream once: 4 KiB ahead, as a_packed_view (a line is 2 float k steps)
-          __builtin_prefetch(a0 + (p + 128) * mr, 0, 3);
-          __builtin_prefetch(a1 + (p + 128) * mr, 0, 3);
-        }
-        const P x0 = P::load_unaligned(a0 + p * mr), x1 = P::load_unaligned(a1 + p * mr);
+        if (p % 2 == 0)  // weights stream once: 4 KiB ahead, as a_packed_view (a line is 2 float k steps)
+          for (int h = 0; h < 2 * S; ++h) __builtin_prefetch(a[h] + (p + 128) * mr, 0, 3);
+        const P x0 = load(0, p), x1 = load(1, p);
 #pragma GCC unroll 16
         for (int j = 0; j < NC; ++j) {
           const P bj(b[p * NC + j]);
@@ -692,28 +706,28 @@ void panel_columns(std::int64_t q0, std::int64_t q1, std::int64_t m, std::int64_
         }
       }
       // The tile store's merge: alpha*acc, plus beta*C on the first block, plus C so far on later ones.
-      for (int h = 0; h < panels; ++h)
+      for (int v = 0; v < 2; ++v)
         for (int j = 0; j < NC; ++j) {
-          P v = P(alpha) * acc[h][j];
+          P x = P(alpha) * acc[v][j];
           if (k0 > 0) {
-            v = simd::fma(P(T(1)), P::load_aligned(run[h][j]), v);
+            x = simd::fma(P(T(1)), P::load_aligned(run[v][j]), x);
           } else if (beta != T(0)) {
-            alignas(64) T cj[mr] = {};
-            for (int r = 0; r < mr && (q + h) * mr + r < m; ++r) cj[r] = c[((q + h) * mr + r) * ldc + j];
-            v = simd::fma(P(beta), P::load_aligned(cj), v);
+            alignas(64) T cj[rows] = {};
+            for (int r = 0; r < rows && (q + v * S) * mr + r < m; ++r) cj[r] = c[((q + v * S) * mr + r) * ldc + j];
+            x = simd::fma(P(beta), P::load_aligned(cj), x);
           }
-          v.store_aligned(run[h][j]);
+          x.store_aligned(run[v][j]);
         }
     }
     for (int h = 0; h < panels; ++h)
       for (int r = 0; r < mr && (q + h) * mr + r < m; ++r) {
         const std::int64_t i = (q + h) * mr + r;
         for (int j = 0; j < NC; ++j) {
-          T v = run[h][j][r];
+          T x = run[h / S][j][(h % S) * mr + r];
           if (ep)
-            v = finish_output(v, ep->bias ? ep->bias[i] : T(0), ep->residual ? ep->residual + i * ep->ldr + j : nullptr,
+            x = finish_output(x, ep->bias ? ep->bias[i] : T(0), ep->residual ? ep->residual + i * ep->ldr + j : nullptr,
                               ep->residual_scale, ep->relu);
-          c[i * ldc + j] = v;
+          c[i * ldc + j] = x;
         }
       }
   }
@@ -725,13 +739,14 @@ void gemm_packed_few_columns(std::int64_t m, std::int64_t n, std::int64_t k, T a
   T* bc = thread_scratch<T>(4, n * k);
   for (std::int64_t p = 0; p < k; ++p)
     for (std::int64_t j = 0; j < n; ++j) bc[p * n + j] = bs.at(p, j);
-  const std::int64_t pairs = (m + 2 * gemm_shape<T>::mr - 1) / (2 * gemm_shape<T>::mr);
-  const int threads = m * n * k < std::int64_t(1) << 17 ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(pairs)));
+  constexpr int step = 2 * panels_per_vector<T>;  // panels per panel_columns step
+  const std::int64_t steps = (m + step * gemm_shape<T>::mr - 1) / (step * gemm_shape<T>::mr);
+  const int threads = m * n * k < std::int64_t(1) << 17 ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(steps)));
   parallel::parallel_region(
       [&](int t, int nt) {
         std::int64_t first = 0, last = 0;
-        parallel::split_range(pairs, nt, t, first, last);
-        const std::int64_t q0 = 2 * first, q1 = std::min((m + gemm_shape<T>::mr - 1) / gemm_shape<T>::mr, 2 * last);
+        parallel::split_range(steps, nt, t, first, last);
+        const std::int64_t q0 = step * first, q1 = std::min((m + gemm_shape<T>::mr - 1) / gemm_shape<T>::mr, step * last);
         const auto run = [&](auto nc) {
           panel_columns<T, decltype(nc)::value>(q0, q1, m, k, alpha, packed, bc, beta, c, ldc, ep);
         };
