@@ -163,6 +163,19 @@ template <class T>
 inline batch<T> sqrt(const batch<T>& a) {
   return xsimd::sqrt(a);
 }
+// 1/sqrt(a) for float within a few ulp: AVX-512's 14-bit estimate and one Newton step, several times
+// the throughput of a square root and a division; elsewhere (and for double) 1 / sqrt(a) exactly.
+template <class T>
+inline batch<T> rsqrt(const batch<T>& a) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<T, float>::value && width<T> == 16) {
+    const __m512 y = _mm512_rsqrt14_ps(a);  // y * (1.5 - a/2 * y^2)
+    return batch<T>(_mm512_mul_ps(y, _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), a), _mm512_mul_ps(y, y),
+                                                      _mm512_set1_ps(1.5f))));
+  }
+#endif
+  return batch<T>(T(1)) / xsimd::sqrt(a);
+}
 template <class T>
 inline batch<T> exp(const batch<T>& a) {
   return xsimd::exp(a);
