@@ -1,6 +1,8 @@
 // 2-D convolution (NCHW input, OIHW weights, groups = 1) forward and backward, lowered to the packed
 // GEMM: 1x1/stride 1 is a plain GEMM per image, stride 1 runs as implicit GEMM over a padded copy of
-// the image (no im2col), other strides use im2col. conv2d_plan packs the weights once for inference
+// the image (no im2col) except on outputs of 16 pixels or less, other strides use im2col.
+// Convolutions of many output pixels split one image by output rows between the threads, each
+// lowering what it multiplies (detail::by_output_rows). conv2d_plan packs the weights once for inference
 // and may run stride-1 3x3 layers as Winograd F(2x2, 3x3) (detail/conv2d_winograd.hpp).
 #pragma once
 

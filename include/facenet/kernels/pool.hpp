@@ -1,7 +1,8 @@
 // 2-D pooling over NCHW with PyTorch's output-size and divisor rules: max (with argmax indices for
 // training, without for inference), average (count_include_pad both ways, ceil_mode), L2 (OpenFace's
-// SpatialLPPooling, p = 2) and global average. Parallel over the N*C planes; windows are reduced
-// over rows with SIMD, then along each row.
+// SpatialLPPooling, p = 2) and global average. Parallel over the N*C planes. The forward passes
+// reduce identity-bordered copies of the planes with flat SIMD passes (pool_frames); indexed max
+// pooling reduces along each row with SIMD, then down the rows.
 #pragma once
 
 #include <algorithm>
