@@ -91,6 +91,8 @@ struct pool_axis {
   std::int64_t end(std::int64_t o) const noexcept { return std::min(start(o) + kernel, in); }
   std::int64_t padded(std::int64_t o) const noexcept { return std::min(start(o) + kernel, in + pad_after) - start(o); }
   std::int64_t size(std::int64_t o) const noexcept { return end(o) - begin(o); }
+  // This axis's factor of the average-pooling divisor.
+  std::int64_t divisor(std::int64_t o, bool include_pad) const noexcept { return include_pad ? padded(o) : size(o); }
 };
 
 struct pool_geometry {
@@ -106,7 +108,7 @@ struct pool_geometry {
         cols{W, p.kernel_w, p.stride_w, p.pad_left, p.pad_right} {}
   // Average-pooling divisor of output (i, j), exactly PyTorch's.
   std::int64_t divisor(std::int64_t i, std::int64_t j, bool include_pad) const {
-    return include_pad ? rows.padded(i) * cols.padded(j) : rows.size(i) * cols.size(j);
+    return rows.divisor(i, include_pad) * cols.divisor(j, include_pad);
   }
 };
 
@@ -203,19 +205,25 @@ struct no_finish {};
 // the common case), else row by row. scratch: OH + 2 * OW elements.
 template <class T, class Finish>
 void finish_windows(const pool_geometry& g, bool include_pad, std::int64_t count, T* out, T* scratch, Finish&& finish) {
-  const auto divisor = [&](const pool_axis& a, std::int64_t o) { return include_pad ? a.padded(o) : a.size(o); };
+  // Per-axis factors (small integers, exact in T, as are their products).
   T* rows = scratch;
   T* cols = rows + g.OH;
   T* row_divisors = cols + g.OW;
   bool uniform = true;
-  for (std::int64_t i = 0; i < g.OH; ++i) uniform = uniform && (rows[i] = static_cast<T>(divisor(g.rows, i))) == rows[0];
-  for (std::int64_t j = 0; j < g.OW; ++j) uniform = uniform && (cols[j] = static_cast<T>(divisor(g.cols, j))) == cols[0];
+  for (std::int64_t i = 0; i < g.OH; ++i) {
+    rows[i] = static_cast<T>(g.rows.divisor(i, include_pad));
+    uniform = uniform && rows[i] == rows[0];
+  }
+  for (std::int64_t j = 0; j < g.OW; ++j) {
+    cols[j] = static_cast<T>(g.cols.divisor(j, include_pad));
+    uniform = uniform && cols[j] == cols[0];
+  }
   if (uniform) {
-    const simd::batch<T> d(static_cast<T>(divisor(g.rows, 0) * divisor(g.cols, 0)));
+    const simd::batch<T> d(rows[0] * cols[0]);
     return simd_map(out, out, count * g.OH * g.OW, [&](auto u) { return finish(u, d); });
   }
   for (std::int64_t i = 0; i < g.OH; ++i) {
-    for (std::int64_t j = 0; j < g.OW; ++j) row_divisors[j] = static_cast<T>(divisor(g.rows, i) * divisor(g.cols, j));
+    for (std::int64_t j = 0; j < g.OW; ++j) row_divisors[j] = rows[i] * cols[j];
     for (std::int64_t p = 0; p < count; ++p) {
       T* o = out + (p * g.OH + i) * g.OW;
       simd_map2(o, o, row_divisors, g.OW, finish);

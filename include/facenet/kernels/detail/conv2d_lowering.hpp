@@ -169,7 +169,6 @@ void im2col(const conv_geometry& g, const T* x, T* col, std::int64_t ld = 0, std
       min_iterations(g.kw * (oy1 - oy0) * g.ow));
 }
 
-
 // The adjoint of im2col: dx[c][iy][ix] = sum of the col entries that read it. Overwrites dx. Threads
 // own whole channels, so no two write the same element. Rows of col are `ld` apart, as in im2col.
 template <class T>
