@@ -42,6 +42,10 @@ const conv_case kCases[] = {
     {1, 6, 40, 36, 8, 3, 3, fk::conv2d_params::symmetric(1, 1)},        // implicit GEMM and compaction by rows
     {1, 3, 9, 41, 5, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // stride 2, 21 outputs: full vectors and a tail
     {1, 6, 9, 10, 5, 3, 3, pads(0, 0, 0, 0, 2, 2)},      // stride 2, no padding
+    {1, 5, 20, 23, 6, 5, 4, pads(2, 1, 3, 0, 3, 3)},     // stride 3, asymmetric padding, 4-wide kernel
+    {1, 4, 13, 15, 5, 3, 3, pads(0, 0, 1, 0, 2, 2)},     // stride 2, odd width, left padding only
+    {1, 3, 19, 17, 4, 2, 2, pads(0, 0, 0, 0, 3, 3)},     // kernel narrower than the stride: rows skipped
+    {1, 3, 18, 18, 4, 1, 3, pads(0, 0, 1, 1, 2, 2)},     // 1x3 at stride 2: not the transposed 1xk path
     {2, 5, 10, 11, 7, 3, 3, fk::conv2d_params::same(10, 11, 3, 3, 2, 2)},  // TF SAME, asymmetric
     {1, 4, 9, 7, 6, 3, 3, pads(1, 2, 0, 3)},             // arbitrary asymmetric, stride 1
     {1, 4, 9, 7, 6, 3, 2, pads(2, 0, 1, 0, 2, 1)},       // mixed strides and padding
