@@ -59,6 +59,7 @@ const conv_case kCases[] = {
     {5, 3, 15, 15, 4, 3, 3, fk::conv2d_params::symmetric(1, 1)},     // 225 pixels: groups of 3 images, then 2
     {5, 6, 12, 12, 5, 1, 1, pads(0, 0, 0, 0)},           // 1x1, 144 pixels: backward in groups of 4, then 1
     {7, 5, 7, 7, 6, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // strided, all 7 images in one group
+    {3, 3, 35, 33, 5, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},  // 306 pixels, small dw: images split over threads
 };
 
 template <class T>
