@@ -135,9 +135,21 @@ void backward_weight_grouped(const conv_geometry& g, const T* x, const T* dy, T*
 inline bool by_images_applies(const conv_geometry& g) {
   return !g.pointwise() && g.n >= 2 && g.o * g.k() <= 16384 && parallel::max_threads() > 1 && !parallel::in_parallel();
 }
+// dw = sum over images [i0, i1) of dy_i * col_i^T (overwritten; i1 > i0), image by image.
+template <class T>
+void backward_weight_images(const conv_geometry& g, const T* x, const T* dy, std::int64_t i0, std::int64_t i1, T* dw) {
+  const std::int64_t s = g.spatial();
+  T* col = g.pointwise() ? nullptr : thread_scratch<T>(2, g.k() * s);
+  for (std::int64_t i = i0; i < i1; ++i) {
+    const T* xi = x + i * g.in_size();
+    if (col) im2col(g, xi, col);
+    // dw[o, k] (+)= dy[o, s] * col[k, s]^T.
+    gemm<T>(false, true, g.o, g.k(), s, T(1), dy + i * g.out_size(), s, col ? col : xi, s, i == i0 ? T(0) : T(1), dw, g.k());
+  }
+}
 template <class T>
 void backward_weight_by_images(const conv_geometry& g, const T* x, const T* dy, T* dw) {
-  const std::int64_t s = g.spatial(), size = g.o * g.k();
+  const std::int64_t size = g.o * g.k();
   const int threads = parallel::max_threads();
   T* partial = thread_scratch<T>(5, size * (threads - 1));  // threads 1.. (thread 0 sums into dw)
   int used = 1;
@@ -148,11 +160,7 @@ void backward_weight_by_images(const conv_geometry& g, const T* x, const T* dy, 
         parallel::split_range(g.n, nt, t, i0, i1);
         T* acc = t == 0 ? dw : partial + (t - 1) * size;
         if (i0 == i1) std::fill(acc, acc + size, T(0));
-        T* col = thread_scratch<T>(2, g.k() * s);
-        for (std::int64_t i = i0; i < i1; ++i) {  // nested: im2col and the product run on this thread
-          im2col(g, x + i * g.in_size(), col);
-          gemm<T>(false, true, g.o, g.k(), s, T(1), dy + i * g.out_size(), s, col, s, i == i0 ? T(0) : T(1), acc, g.k());
-        }
+        backward_weight_images(g, x, dy, i0, i1, acc);  // nested: im2col and the product run on this thread
       },
       threads);
   for (int t = 1; t < used; ++t)
@@ -228,14 +236,7 @@ void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& 
   } else if (detail::by_images_applies(g)) {
     detail::backward_weight_by_images(g, x.data(), dy.data(), dw.data());
   } else {
-    T* col = g.pointwise() ? nullptr : detail::thread_scratch<T>(2, g.k() * s);
-    for (std::int64_t i = 0; i < g.n; ++i) {
-      const T* xi = x.data() + i * g.in_size();
-      if (col) detail::im2col(g, xi, col);
-      // dw[o, k] (+)= dy[o, s] * col[k, s]^T.
-      gemm<T>(false, true, g.o, g.k(), s, T(1), dy.data() + i * g.out_size(), s, col ? col : xi, s, i == 0 ? T(0) : T(1),
-              dw.data(), g.k());
-    }
+    detail::backward_weight_images(g, x.data(), dy.data(), 0, g.n, dw.data());
   }
   if (g.n == 0) dw.zero();
   if (!db) return;
