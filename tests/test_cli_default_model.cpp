@@ -4,12 +4,14 @@
 // FACENET_MODELS_DIR.
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "facenet/data/image.hpp"
 #include "facenet/data/image_io.hpp"
 #include "facenet/io/safetensors.hpp"
 #include "facenet/pipeline.hpp"
+#include "facenet/train/trainer.hpp"
 #include "cli_testing.hpp"
 
 namespace fs = std::filesystem;
@@ -38,6 +40,16 @@ struct scoped_env {
   }
   ~scoped_env() { had ? ::setenv(name.c_str(), old.c_str(), 1) : ::unsetenv(name.c_str()); }
 };
+
+// A number of the JSON object eval-lfw --json prints.
+double json_number(const std::string& json, const std::string& key) {
+  const std::size_t at = json.find("\"" + key + "\": ");
+  if (at == std::string::npos) {
+    ADD_FAILURE() << "no " << key << " in " << json;
+    return 0;
+  }
+  return std::strtod(json.c_str() + at + key.size() + 4, nullptr);
+}
 
 }  // namespace
 
@@ -114,4 +126,48 @@ TEST(cli_default_model, align_template_metadata) {
   } catch (const facenet::format_error& e) {
     EXPECT_NE(std::string(e.what()).find("align_template"), std::string::npos) << e.what();
   }
+}
+
+// eval-lfw --no-detect --crop gives what the trainer's evaluation gives for the same model and pairs
+// (the numbers of the model card), with and without --flip; --crop needs --no-detect.
+TEST(cli_default_model, eval_lfw_centred_crops_match_the_trainers_evaluation) {
+  const fs::path lfw = shared() / "data/lfw";
+  REQUIRE_SHARED_PATH(lfw / "pairsDevTest.txt");
+  if (facenet::default_model_path().empty()) GTEST_SKIP() << "no default model under models/";
+  // The first 60 same and 60 different pairs of View 1's test file, as a View 1 file of its own.
+  std::ifstream in((lfw / "pairsDevTest.txt").string());
+  std::string line, same, different;
+  int n = 0;
+  std::getline(in, line);
+  const int total = std::stoi(line);
+  for (int i = 0; i < 2 * total && std::getline(in, line); ++i)
+    if (i < 60) same += line + "\n";
+    else if (i >= total && i < total + 60) different += line + "\n", ++n;
+  ASSERT_EQ(n, 60);
+  const fs::path pairs = scratch_dir() / "pairs_120.txt";
+  std::ofstream(pairs.string()) << "60\n" << same << different;
+  const fs::path images = lfw / "images_deepfunneled";
+  const std::string base = "eval-lfw --json --no-detect --pairs " + q(pairs) + " --images " + q(images);
+
+  const facenet::loaded_model model = facenet::load_default_model();
+  const facenet::models::embedder<float> emb(*model.net);
+  const facenet::eval::lfw_pairs p = facenet::eval::read_lfw_pairs(pairs.string());
+  const facenet::eval::lfw_paths paths = facenet::eval::resolve_lfw_paths(images.string(), p, "jpg");
+  ASSERT_EQ(paths.same.size(), 120u);
+  facenet::data::loader_options lo;
+  lo.augment.out_size = 96, lo.augment.crop_size = 128, lo.standardize = model.standardization;
+  for (const char* flip : {"none", "sum"}) {
+    const run_result r = run(base + " --crop 128 --flip " + flip);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const facenet::train::verification_set v{paths.paths, paths.same, p.folds, facenet::eval::parse_flip_mode(flip)};
+    const facenet::eval::lfw_metrics m = facenet::train::evaluate_verification(emb, v, lo);
+    EXPECT_NEAR(json_number(r.out, "accuracy"), m.accuracy, 1e-12) << flip;
+    EXPECT_NEAR(json_number(r.out, "auc"), m.auc, 1e-12) << flip;
+    EXPECT_GT(m.accuracy, 0.75) << flip;  // a trained model on people it has not seen
+  }
+  const run_result detect = run("eval-lfw --crop 128 --pairs " + q(pairs) + " --images " + q(images));
+  EXPECT_EQ(detect.code, 2);
+  EXPECT_NE(detect.err.find("--no-detect"), std::string::npos) << detect.err;
+  EXPECT_EQ(run(base + " --crop 128 --flip mirror").code, 2);
+  EXPECT_EQ(run(base + " --crop 0").code, 2);
 }

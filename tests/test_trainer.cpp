@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "facenet/data/image_io.hpp"
 #include "facenet/train/checkpoint.hpp"
 #include "facenet/train/plot.hpp"
 #include "facenet/train/trainer.hpp"
@@ -332,6 +333,54 @@ TEST(Trainer, RejectsBadConfiguration) {
   EXPECT_THROW(trainer{c}, io_error);  // nothing to resume from
   c = orl_config(2, 40, 2);
   EXPECT_THROW(trainer{c}, argument_error);  // P larger than the 30 people
+}
+
+// Flipped-image evaluation: an image and its mirror image get the same combined embedding (the sum
+// of the two is symmetric; concat swaps its halves), where plain embeddings of the two differ.
+TEST(VerificationEmbeddings, FlipCombinesEachImageWithItsMirror) {
+  const fs::path dir = trainer_scratch_dir("flip");
+  std::mt19937 rng(3);
+  // Strongly one-sided images (a ramp from left to right, plus noise), so that the untrained
+  // network's embeddings of an image and of its mirror image are measurably apart.
+  data::image a(96, 96, 3), b(96, 96, 3);
+  for (auto* img : {&a, &b})
+    for (int y = 0; y < 96; ++y)
+      for (int x = 0; x < 96; ++x)
+        for (int c = 0; c < 3; ++c)
+          img->at(y, x, c) = static_cast<std::uint8_t>(std::min<unsigned>(255, (img == &a ? x : 95 - y) * 2u + rng() % 64));
+  data::save_png(a, (dir / "a.png").string());
+  data::save_png(data::flip_horizontal(a), (dir / "a_mirror.png").string());
+  data::save_png(b, (dir / "b.png").string());
+  verification_set v;
+  v.paths = {(dir / "a.png").string(), (dir / "a_mirror.png").string(), (dir / "a.png").string(), (dir / "b.png").string()};
+  v.same = {true, false};
+  models::nn4_small2<float> m;
+  train::detail::init_parameters(m.parameters(), 7);
+  const models::embedder<float> emb(m);
+  data::loader_options lo;
+  lo.augment.out_size = 96;
+  const auto distance = [](const Tensor<float>& e, std::int64_t i, std::int64_t j, std::int64_t from, std::int64_t to) {
+    double d = 0;
+    for (std::int64_t k = from; k < to; ++k) d += std::pow(static_cast<double>(e(i, k)) - e(j, k), 2);
+    return std::sqrt(d);
+  };
+  const Tensor<float> plain = verification_embeddings(emb, v, lo);
+  ASSERT_EQ(plain.shape(), (facenet::shape{4, 128}));
+  const double apart = distance(plain, 0, 1, 0, 128);  // about 7e-4: an untrained network barely tells inputs apart
+  EXPECT_GT(apart, 1e-4);
+  v.flip = eval::flip_mode::sum;
+  const Tensor<float> sum = verification_embeddings(emb, v, lo);
+  EXPECT_LT(distance(sum, 0, 1, 0, 128), 1e-3 * apart);
+  EXPECT_GT(distance(sum, 2, 3, 0, 128), 0.1 * apart);
+  EXPECT_NEAR(std::sqrt(std::inner_product(sum.data(), sum.data() + 128, sum.data(), 0.0)), 1.0, 1e-5);  // unit rows
+  v.flip = eval::flip_mode::concat;
+  const Tensor<float> cat = verification_embeddings(emb, v, lo);
+  ASSERT_EQ(cat.shape(), (facenet::shape{4, 256}));
+  for (std::int64_t k = 0; k < 128; ++k) {  // [e(a), e(a')] / sqrt 2 against [e(a'), e(a)] / sqrt 2
+    EXPECT_NEAR(cat(0, k), cat(1, 128 + k), 1e-7);
+    EXPECT_NEAR(cat(1, k), plain(1, k) / std::sqrt(2.0f), 1e-7);
+  }
+  EXPECT_THROW(eval::parse_flip_mode("mirror"), argument_error);
 }
 
 TEST(Trainer, SoftmaxHeadTrainsCheckpointsAndResumes) {

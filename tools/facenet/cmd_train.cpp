@@ -34,6 +34,7 @@ const char* const train_help =
     "  --checkpoint-every N steps between checkpoints (100);  --resume  continue from DIR's checkpoint\n"
     "  --eval-pairs P --eval-images DIR   LFW pairs file evaluated every --eval-every N steps and at the end\n"
     "  --eval-ext E         image extension of the --eval-images files (jpg; png for `facenet align --dataset` output)\n"
+    "  --eval-flip M        none (default) | concat | sum: evaluate each image with its mirror image too\n"
     "  --crop PX            centred square of the source (in its pixels) resized to the network input, in training\n"
     "                       and evaluation (0 = the whole image; e.g. 128 for 250x250 deep-funneled LFW)\n"
     "  --standardize S      fixed (default) | prewhiten | prewhiten_np | unit | none\n"
@@ -76,7 +77,7 @@ train::trainer_config config_from(const args& a) {
     const eval::lfw_pairs pairs = eval::read_lfw_pairs(a.get("eval-pairs"));
     const eval::lfw_paths paths = eval::resolve_lfw_paths(a.get("eval-images"), pairs, a.get("eval-ext", "jpg"));
     FACENET_CHECK(!paths.same.empty(), io_error, "none of the --eval-pairs images exist under '" + a.get("eval-images") + "'");
-    c.eval = {paths.paths, paths.same, pairs.folds};
+    c.eval = {paths.paths, paths.same, pairs.folds, eval::parse_flip_mode(a.get("eval-flip", "none"))};
     c.eval_every = a.integer("eval-every", 0);
   }
   return c;
@@ -95,7 +96,7 @@ int run_train(int argc, char** argv, int first) {
                                {"data", "people", "arch", "init", "out", "steps", "epochs", "batch-people", "batch-images",
                                 "extra-negatives", "loss", "mining", "alpha", "optimizer", "momentum", "lr", "weight-decay",
                                 "clip", "schedule", "warmup", "seed", "workers", "standardize", "checkpoint",
-                                "checkpoint-every", "eval-pairs", "eval-images", "eval-ext", "eval-every", "crop"});
+                                "checkpoint-every", "eval-pairs", "eval-images", "eval-ext", "eval-every", "eval-flip", "crop"});
   if (!a) return exit_ok;
   FACENET_CHECK(a->has("data") && a->has("out"), argument_error, "--data DIR and --out W.safetensors are required (see --help)");
   train::trainer t(config_from(*a));

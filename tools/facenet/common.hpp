@@ -287,6 +287,8 @@ class face_embedder {
     return out;
   }
   Tensor<float> embed_tensor(const Tensor<float>& x) { return net_.embed(x); }
+  const models::embedder<float>& net() const noexcept { return net_; }
+  data::standardization standardization() const noexcept { return standardization_; }
 
  private:
   loaded_model model_;

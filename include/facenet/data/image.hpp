@@ -72,6 +72,17 @@ basic_image<T> crop(const basic_image<T>& img, const rect& r) {
   return out;
 }
 
+// The image mirrored left to right (flipped-image evaluation of aligned faces).
+template <class T>
+basic_image<T> flip_horizontal(const basic_image<T>& img) {
+  basic_image<T> out = img;
+  const int c = img.channels;
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x)
+      std::copy_n(img.row(y) + static_cast<std::size_t>(img.width - 1 - x) * c, c, out.row(y) + static_cast<std::size_t>(x) * c);
+  return out;
+}
+
 inline image_f to_float(const image& img) {
   image_f out;
   out.width = img.width;

@@ -79,16 +79,24 @@ inline double equal_error_rate(const std::vector<double>& fpr, const std::vector
 
 enum class flip_mode { none, concat, sum };
 
+inline flip_mode parse_flip_mode(const std::string& s) {
+  if (s == "none") return flip_mode::none;
+  if (s == "concat") return flip_mode::concat;
+  if (s == "sum") return flip_mode::sum;
+  throw argument_error("unknown flip mode '" + s + "' (expected none, concat or sum)");
+}
+
 // Combines each image's embedding with its horizontally-flipped twin: [e, e_flip] (validate_on_lfw's
-// use_flipped_images) or e + e_flip.
+// use_flipped_images) or e + e_flip. With `unit`, each row is rescaled to length 1 so distances stay
+// on the scale of single unit embeddings and a model's threshold still applies.
 template <class T>
-Tensor<T> combine_flipped(const Tensor<T>& e, const Tensor<T>& flipped, flip_mode mode) {
+Tensor<T> combine_flipped(const Tensor<T>& e, const Tensor<T>& flipped, flip_mode mode, bool unit = false) {
   FACENET_CHECK(e.rank() == 2 && e.shape() == flipped.shape(), shape_error,
                 "combine_flipped: embeddings " + e.shape().str() + " and flipped " + flipped.shape().str() + " differ");
   if (mode == flip_mode::none) return e.clone();
-  const std::int64_t n = e.size(0), d = e.size(1);
-  Tensor<T> out({n, mode == flip_mode::concat ? 2 * d : d});
-  for (std::int64_t i = 0; i < n; ++i)
+  const std::int64_t n = e.size(0), d = e.size(1), width = mode == flip_mode::concat ? 2 * d : d;
+  Tensor<T> out({n, width});
+  for (std::int64_t i = 0; i < n; ++i) {
     for (std::int64_t k = 0; k < d; ++k) {
       if (mode == flip_mode::concat) {
         out(i, k) = e(i, k);
@@ -97,6 +105,12 @@ Tensor<T> combine_flipped(const Tensor<T>& e, const Tensor<T>& flipped, flip_mod
         out(i, k) = e(i, k) + flipped(i, k);
       }
     }
+    if (!unit) continue;
+    double ss = 0;
+    for (std::int64_t k = 0; k < width; ++k) ss += static_cast<double>(out(i, k)) * out(i, k);
+    const double inv = ss > 0 ? 1 / std::sqrt(ss) : 0.0;
+    for (std::int64_t k = 0; k < width; ++k) out(i, k) = static_cast<T>(out(i, k) * inv);
+  }
   return out;
 }
 

@@ -55,6 +55,7 @@ struct verification_set {
   std::vector<std::string> paths;
   std::vector<bool> same;
   int folds = 10;
+  eval::flip_mode flip = eval::flip_mode::none;  // also embed each image mirrored (unit-length combination)
 };
 
 struct trainer_config {
@@ -173,11 +174,33 @@ inline std::string format_number(double v) {
   return buf;
 }
 
+// One embedding row per path of `unique`, each image through the loader's deterministic transform.
+inline Tensor<float> embed_paths(const models::embedder<float>& emb, const std::vector<std::string>& unique,
+                                 const data::loader_options& lo, int batch) {
+  const std::int64_t n = static_cast<std::int64_t>(unique.size()), d = emb.info().embedding_size;
+  data::batch_loader loader(
+      [&](std::int64_t b) {
+        std::vector<data::sample> out;
+        for (std::int64_t i = b * batch; i < std::min(n, (b + 1) * batch); ++i) out.push_back({unique[i], 0});
+        return out;
+      },
+      lo);
+  Tensor<float> all({n, d}), out;
+  data::loaded_batch lb;
+  for (std::int64_t r = 0; loader.next(lb); r += lb.images.size(0)) {
+    emb.embed(lb.images, out);
+    std::copy(out.begin(), out.end(), all.data() + r * d);
+  }
+  return all;
+}
+
 }  // namespace detail
 
-// Embeds every distinct image of `v` once (deterministic centred crop) and runs the LFW protocol.
-inline eval::lfw_metrics evaluate_verification(models::model<float>& model, const verification_set& v,
-                                               const data::loader_options& base, int batch = 32) {
+// The embeddings of v.paths, row i for path i ([2P, D] for evaluate_lfw): every distinct image is
+// embedded once through the loader's deterministic transform (centred crop) and, when v.flip asks,
+// mirrored too and combined with its mirror image's embedding at unit length.
+inline Tensor<float> verification_embeddings(const models::embedder<float>& emb, const verification_set& v,
+                                             const data::loader_options& base, int batch = 32) {
   FACENET_CHECK(v.paths.size() == 2 * v.same.size() && !v.same.empty(), argument_error,
                 "verification set: expected two paths per pair, got " + std::to_string(v.paths.size()) + " paths for " +
                     std::to_string(v.same.size()) + " pairs");
@@ -187,28 +210,30 @@ inline eval::lfw_metrics evaluate_verification(models::model<float>& model, cons
     if (row_of.emplace(p, static_cast<std::int64_t>(unique.size())).second) unique.push_back(p);
   data::loader_options lo = base;
   lo.random = false;
-  const std::int64_t n = static_cast<std::int64_t>(unique.size());
-  data::batch_loader loader(
-      [&](std::int64_t b) {
-        std::vector<data::sample> out;
-        for (std::int64_t i = b * batch; i < std::min(n, (b + 1) * batch); ++i) out.push_back({unique[i], 0});
-        return out;
-      },
-      lo);
-  const models::embedder<float> emb(model);
-  const std::int64_t d = model.info().embedding_size;
-  Tensor<float> all({n, d}), out;
-  data::loaded_batch lb;
-  for (std::int64_t r = 0; loader.next(lb); r += lb.images.size(0)) {
-    emb.embed(lb.images, out);
-    std::copy(out.begin(), out.end(), all.data() + r * d);
+  lo.flip_all = false;
+  Tensor<float> all = detail::embed_paths(emb, unique, lo, batch);
+  if (v.flip != eval::flip_mode::none) {
+    lo.flip_all = true;
+    all = eval::combine_flipped(all, detail::embed_paths(emb, unique, lo, batch), v.flip, true);
   }
-  Tensor<float> pairs({static_cast<std::int64_t>(v.paths.size()), d});
+  const std::int64_t d = all.size(1);
+  Tensor<float> rows({static_cast<std::int64_t>(v.paths.size()), d});
   for (std::size_t i = 0; i < v.paths.size(); ++i)
-    std::copy_n(all.data() + row_of[v.paths[i]] * d, d, pairs.data() + static_cast<std::int64_t>(i) * d);
-  eval::lfw_options eo;
+    std::copy_n(all.data() + row_of[v.paths[i]] * d, d, rows.data() + static_cast<std::int64_t>(i) * d);
+  return rows;
+}
+
+// The LFW protocol (`eo`, with v's fold count) on verification_embeddings.
+inline eval::lfw_metrics evaluate_verification(const models::embedder<float>& emb, const verification_set& v,
+                                               const data::loader_options& base, eval::lfw_options eo = {}) {
   eo.folds = v.folds;
-  return eval::evaluate_lfw(pairs, v.same, eo);
+  return eval::evaluate_lfw(verification_embeddings(emb, v, base), v.same, eo);
+}
+
+// The same for a trainable model (through an inference copy of it).
+inline eval::lfw_metrics evaluate_verification(models::model<float>& model, const verification_set& v,
+                                               const data::loader_options& base) {
+  return evaluate_verification(models::embedder<float>(model), v, base);
 }
 
 class trainer {
