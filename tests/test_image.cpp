@@ -94,6 +94,25 @@ TEST(image_io, png_round_trip_is_lossless) {
   EXPECT_EQ(back.pixels, img.pixels);
 }
 
+// Empty IDAT chunks (before the data, where stb_image would memcpy into a null buffer, and between
+// data chunks) are legal and change no pixel.
+TEST(image_io, png_with_empty_idat_chunks_decodes_to_the_same_pixels) {
+  const fd::image img = pattern(23, 11);
+  const auto bytes = encode_png(img);
+  std::size_t idat = 8;  // the first IDAT chunk's offset
+  while (std::string(bytes.begin() + idat + 4, bytes.begin() + idat + 8) != "IDAT")
+    idat += 12 + (std::size_t(bytes[idat]) << 24 | std::size_t(bytes[idat + 1]) << 16 | std::size_t(bytes[idat + 2]) << 8 | bytes[idat + 3]);
+  const std::vector<std::uint8_t> empty = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E};  // CRC of "IDAT"
+  std::vector<std::uint8_t> padded(bytes.begin(), bytes.begin() + idat);
+  for (int i = 0; i < 2; ++i) padded.insert(padded.end(), empty.begin(), empty.end());
+  padded.insert(padded.end(), bytes.begin() + idat, bytes.end());
+  const fd::image back = fd::decode_image(padded.data(), padded.size());
+  ASSERT_EQ(back.width, 23);
+  EXPECT_EQ(back.pixels, img.pixels);
+  EXPECT_EQ(fd::detail::png_without_empty_idat(padded.data(), padded.size()), bytes);
+  EXPECT_TRUE(fd::detail::png_without_empty_idat(bytes.data(), bytes.size()).empty());  // nothing to drop
+}
+
 TEST(image_io, grey_png_and_pgm_expand_to_rgb) {
   const fd::image grey = pattern(9, 6, 1);
   const auto png = encode_png(grey);

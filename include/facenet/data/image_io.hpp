@@ -13,8 +13,10 @@
 // half-grey photo.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -47,6 +49,30 @@ inline std::size_t jpeg_soi_end(const std::uint8_t* d, std::size_t n) {
   return pos < n && d[pos] == 0xD8 ? pos + 1 : 0;
 }
 inline bool is_jpeg(const std::uint8_t* d, std::size_t n) { return jpeg_soi_end(d, n) != 0; }
+
+// A copy of a PNG file without its empty IDAT chunks, or nothing when it has none (or is no PNG).
+// stb_image 2.27 copies each IDAT chunk with memcpy into a buffer it allocates only for a non-empty
+// chunk, so an empty first IDAT makes it call memcpy(NULL, p, 0), undefined behaviour (found by
+// fuzz_image). Empty IDAT chunks add nothing to the zlib stream: dropping them changes no pixel.
+// Chunks: 4-byte big-endian length, 4-byte type, data, 4-byte CRC, after the 8-byte signature.
+inline std::vector<std::uint8_t> png_without_empty_idat(const std::uint8_t* d, std::size_t n) {
+  static const std::uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (n < 8 || !std::equal(signature, signature + 8, d)) return {};
+  std::vector<std::uint8_t> out;
+  std::size_t pos = 8, kept_from = 0;
+  while (pos + 12 <= n) {
+    const std::size_t len = std::size_t(d[pos]) << 24 | std::size_t(d[pos + 1]) << 16 | std::size_t(d[pos + 2]) << 8 | d[pos + 3];
+    if (len == 0 && std::memcmp(d + pos + 4, "IDAT", 4) == 0) {
+      out.insert(out.end(), d + kept_from, d + pos);
+      kept_from = pos + 12;
+    }
+    if (len > n - pos - 12) break;  // a truncated chunk: stb reports it
+    pos += 12 + len;
+  }
+  if (kept_from == 0) return {};
+  out.insert(out.end(), d + kept_from, d + n);
+  return out;
+}
 
 // True when an EOI marker follows the first SOS marker (markers inside entropy-coded data are
 // byte-stuffed as FF 00, so FF D9 there can only be the end marker).
@@ -273,6 +299,8 @@ inline image decode_image(const std::uint8_t* data, std::size_t size, const imag
                           const std::string& what = "<memory>") {
   FACENET_CHECK(size > 0, format_error, what + ": empty file");
   FACENET_CHECK(size <= static_cast<std::size_t>(INT32_MAX), unsupported_error, what + ": file larger than 2 GiB");
+  const std::vector<std::uint8_t> png = detail::png_without_empty_idat(data, size);
+  if (!png.empty()) return decode_image(png.data(), png.size(), opt, what);
   const auto* p = reinterpret_cast<const stbi_uc*>(data);
   const int n = static_cast<int>(size);
   const bool jpeg = detail::is_jpeg(data, size);
