@@ -78,6 +78,35 @@ trainer_config orl_config(std::int64_t steps, int p, int k) {
   return c;
 }
 
+// The triplet loss (margin 0.2) averaged over every triplet, satisfied ones included, of a fixed
+// set of training faces (people s1-s10, photos 1-4), embedded deterministically. The per-step loss
+// is no measure of progress here: batch-all mining averages it over the active triplets of a random
+// batch, and over 40 steps it rose for seeds 2 and 4 of 13 tried while held-out accuracy went from
+// 0.48 to 0.79 and 0.72. This one fell on all 13 (0.200 -> 0.058-0.170; seed 11: 0.170).
+double fixed_batch_loss(trainer& t) {
+  verification_set v;
+  std::vector<int> label;
+  for (int p = 1; p <= 10; ++p)
+    for (int i = 1; i <= 4; ++i) {
+      v.paths.push_back(orl_dir() + "/s" + std::to_string(p) + "/" + std::to_string(i) + ".pgm");
+      label.push_back(p);
+    }
+  v.same.assign(v.paths.size() / 2, true);  // verification_embeddings wants pairs; only the rows are used
+  const Tensor<float> e = verification_embeddings(models::embedder<float>(t.model()), v, t.loader_options());
+  const auto d = [&](std::size_t i, std::size_t j) {
+    double s = 0;
+    for (std::int64_t k = 0; k < e.size(1); ++k) s += std::pow(static_cast<double>(e(i, k)) - e(j, k), 2);
+    return s;
+  };
+  double sum = 0;
+  int count = 0;
+  for (std::size_t a = 0; a < label.size(); ++a)
+    for (std::size_t p = 0; p < label.size(); ++p)
+      for (std::size_t n = 0; n < label.size(); ++n)
+        if (p != a && label[p] == label[a] && label[n] != label[a]) sum += std::max(0.0, d(a, p) - d(a, n) + 0.2), ++count;
+  return sum / count;
+}
+
 io::tensor_map round_trip(const io::tensor_map& m, const std::string& what) {
   const std::string bytes = io::serialize_safetensors(m);
   return io::parse_safetensors(io::byte_span{reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, what);
@@ -99,15 +128,15 @@ TEST(Trainer, LearnsOnOrlAndBeatsTheUntrainedNetworkOnHeldOutPeople) {
   c.checkpoint_dir = dir.string();
   trainer t(c);
   EXPECT_EQ(t.dataset().size(), 30u);
-  const double before = t.evaluate().accuracy;
+  const double before = t.evaluate().accuracy, loss_before = fixed_batch_loss(t);
   t.run();
   const auto& s = t.log().steps();
   ASSERT_EQ(s.size(), 40u);
-  const double first = mean_loss(s, 0, 10), last = mean_loss(s, 30, 10);
-  const double after = t.log().evaluations().back().accuracy;
-  std::printf("ORL: loss %.4f -> %.4f, held-out accuracy %.3f -> %.3f\n", first, last, before, after);
-  EXPECT_LT(last, 0.9 * first);
-  EXPECT_GT(after, before + 0.03);
+  const double loss_after = fixed_batch_loss(t), after = t.log().evaluations().back().accuracy;
+  std::printf("ORL: loss on fixed training faces %.4f -> %.4f (per step %.4f -> %.4f), held-out accuracy %.3f -> %.3f\n",
+              loss_before, loss_after, mean_loss(s, 0, 10), mean_loss(s, 30, 10), before, after);
+  EXPECT_LT(loss_after, 0.9 * loss_before);
+  EXPECT_GT(after, before + 0.1);  // 0.48 -> 0.68-0.80 over the 13 seeds
   // Outputs: CSV with one row per step, loss plot, ROC plots of both evaluations, checkpoint.
   std::ifstream csv(dir / "training_log.csv");
   std::string line;
