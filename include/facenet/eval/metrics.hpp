@@ -10,6 +10,7 @@
 
 #include "facenet/core/error.hpp"
 #include "facenet/core/tensor.hpp"
+#include "facenet/kernels/l2_normalize.hpp"
 
 namespace facenet::eval {
 
@@ -94,9 +95,9 @@ Tensor<T> combine_flipped(const Tensor<T>& e, const Tensor<T>& flipped, flip_mod
   FACENET_CHECK(e.rank() == 2 && e.shape() == flipped.shape(), shape_error,
                 "combine_flipped: embeddings " + e.shape().str() + " and flipped " + flipped.shape().str() + " differ");
   if (mode == flip_mode::none) return e.clone();
-  const std::int64_t n = e.size(0), d = e.size(1), width = mode == flip_mode::concat ? 2 * d : d;
-  Tensor<T> out({n, width});
-  for (std::int64_t i = 0; i < n; ++i) {
+  const std::int64_t n = e.size(0), d = e.size(1);
+  Tensor<T> out({n, mode == flip_mode::concat ? 2 * d : d});
+  for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t k = 0; k < d; ++k) {
       if (mode == flip_mode::concat) {
         out(i, k) = e(i, k);
@@ -105,12 +106,7 @@ Tensor<T> combine_flipped(const Tensor<T>& e, const Tensor<T>& flipped, flip_mod
         out(i, k) = e(i, k) + flipped(i, k);
       }
     }
-    if (!unit) continue;
-    double ss = 0;
-    for (std::int64_t k = 0; k < width; ++k) ss += static_cast<double>(out(i, k)) * out(i, k);
-    const double inv = ss > 0 ? 1 / std::sqrt(ss) : 0.0;
-    for (std::int64_t k = 0; k < width; ++k) out(i, k) = static_cast<T>(out(i, k) * inv);
-  }
+  if (unit) kernels::l2_normalize_forward(out, out);
   return out;
 }
 
