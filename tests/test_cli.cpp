@@ -316,3 +316,38 @@ TEST(cli, demo_runs_the_pipeline) {
     EXPECT_TRUE(fs::exists(out / f)) << f;
   EXPECT_EQ(facenet::data::load_image((out / "kate_siegel_face.png").string()).width, 96);
 }
+
+// The augmentation flags reach the trainer (its start-up line reports what it will use) and bad
+// magnitudes are usage errors naming the flag.
+TEST(cli, train_augmentation_flags) {
+  const fs::path data = scratch_dir() / "train_faces";
+  for (int p = 0; p < 3; ++p)
+    for (int i = 0; i < 2; ++i) {
+      fs::create_directories(data / ("p" + std::to_string(p)));
+      std::ofstream out(data / ("p" + std::to_string(p)) / (std::to_string(i) + ".pgm"), std::ios::binary);
+      out << "P5\n20 20\n255\n";
+      for (int k = 0; k < 400; ++k) out.put(static_cast<char>((k * (p + 3) + i * 17) % 256));
+    }
+  const std::string base = "train --data " + q(data) + " --out " + q(scratch_dir() / "aug.safetensors") +
+                           " --steps 1 --batch-people 2 --batch-images 2 --threads 1 --workers 1";
+  const run_result defaults = run(base);
+  ASSERT_EQ(defaults.code, 0) << defaults.err;
+  EXPECT_NE(defaults.err.find("augmentation: crop 0 (whole image), flip, rotation 30 deg, shift 0.1, zoom 0.2, brightness 0.8-1.2\n"),
+            std::string::npos)
+      << defaults.err;
+  const run_result custom =
+      run(base + " --crop 16 --rotation 5 --shift 0 --zoom 0.05 --brightness 0.9,1.1 --no-flip --equalize");
+  ASSERT_EQ(custom.code, 0) << custom.err;
+  EXPECT_NE(custom.err.find("augmentation: crop 16, no flip, rotation 5 deg, shift 0, zoom 0.05, brightness 0.9-1.1, "
+                            "histogram equalization\n"),
+            std::string::npos)
+      << custom.err;
+  for (const char* bad : {"--brightness 0.8", "--brightness 1.2,0.8", "--brightness 0.8,x", "--zoom 1", "--rotation -3",
+                          "--shift abc"}) {
+    const run_result r = run(base + " " + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.err;
+    const std::string flag = std::string(bad).substr(2, std::string(bad).find(' ') - 2);
+    const bool names_it = r.err.find(flag) != std::string::npos;
+    EXPECT_TRUE(names_it) << bad << ": " << r.err;
+  }
+}

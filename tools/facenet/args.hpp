@@ -2,6 +2,7 @@
 // positionals; unknown flags are errors (a typo must not be silently ignored).
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -64,6 +65,21 @@ class args {
     const double d = std::strtod(v.c_str(), &end);
     FACENET_CHECK(end && *end == '\0' && !v.empty(), argument_error, "--" + key + " expects a number, got '" + v + "'");
     return d;
+  }
+  // "--key a,b,c" with exactly `count` numbers.
+  std::vector<double> numbers(const std::string& key, std::size_t count) const {
+    const std::string v = get(key);
+    std::vector<double> out;
+    for (std::size_t start = 0, comma; start <= v.size(); start = comma + 1) {
+      comma = std::min(v.find(',', start), v.size());
+      const std::string part = v.substr(start, comma - start);
+      char* end = nullptr;
+      out.push_back(std::strtod(part.c_str(), &end));
+      FACENET_CHECK(!part.empty() && end && *end == '\0', argument_error, "--" + key + " expects comma-separated numbers, got '" + v + "'");
+    }
+    FACENET_CHECK(out.size() == count, argument_error,
+                  "--" + key + " expects " + std::to_string(count) + " comma-separated numbers, got '" + v + "'");
+    return out;
   }
   long integer(const std::string& key, long fallback) const {
     if (!has(key)) return fallback;

@@ -38,7 +38,24 @@ const char* const train_help =
     "  --crop PX            centred square of the source (in its pixels) resized to the network input, in training\n"
     "                       and evaluation (0 = the whole image; e.g. 128 for 250x250 deep-funneled LFW)\n"
     "  --standardize S      fixed (default) | prewhiten | prewhiten_np | unit | none\n"
+    "  --rotation DEG --shift F --zoom F --brightness LO,HI   augmentation (30, 0.1, 0.2, 0.8,1.2);\n"
+    "  --no-flip            no random mirroring;  --equalize  per-channel histogram equalization (training and eval)\n"
     "Exit codes: 2 bad arguments, 3 unreadable data / unwritable output, 7 NaN/Inf or collapse.\n";
+
+// Defaults are the recipe (data::training_augmentation); each flag overrides one magnitude.
+void set_augmentation(const args& a, data::augment_options& o) {
+  o.crop_size = static_cast<int>(a.integer("crop", 0));
+  o.rotation_deg = a.number("rotation", o.rotation_deg);
+  o.shift = a.number("shift", o.shift);
+  o.zoom = a.number("zoom", o.zoom);
+  if (a.has("brightness")) {
+    const auto b = a.numbers("brightness", 2);
+    o.brightness_lo = b[0], o.brightness_hi = b[1];
+  }
+  o.flip = !a.has("no-flip");
+  o.equalize = a.has("equalize");
+  data::check_augment_options(o);
+}
 
 train::trainer_config config_from(const args& a) {
   train::trainer_config c;
@@ -46,7 +63,7 @@ train::trainer_config config_from(const args& a) {
   require_file(c.data_dir, "--data directory");
   if (a.has("people")) c.people = data::read_people_list(a.get("people"));
   c.architecture = a.get("arch", c.architecture);
-  c.augment.crop_size = static_cast<int>(a.integer("crop", 0));
+  set_augmentation(a, c.augment);
   c.init_weights = a.get("init");
   c.batch_people = static_cast<int>(a.integer("batch-people", c.batch_people));
   c.batch_images = static_cast<int>(a.integer("batch-images", c.batch_images));
@@ -92,11 +109,12 @@ std::string command_line(int argc, char** argv, int first) {
 }  // namespace
 
 int run_train(int argc, char** argv, int first) {
-  const auto a = parse_command(argc, argv, first, train_help, {"resume"},
+  const auto a = parse_command(argc, argv, first, train_help, {"resume", "no-flip", "equalize"},
                                {"data", "people", "arch", "init", "out", "steps", "epochs", "batch-people", "batch-images",
                                 "extra-negatives", "loss", "mining", "alpha", "optimizer", "momentum", "lr", "weight-decay",
                                 "clip", "schedule", "warmup", "seed", "workers", "standardize", "checkpoint",
-                                "checkpoint-every", "eval-pairs", "eval-images", "eval-ext", "eval-every", "eval-flip", "crop"});
+                                "checkpoint-every", "eval-pairs", "eval-images", "eval-ext", "eval-every", "eval-flip", "crop",
+                                "rotation", "shift", "zoom", "brightness"});
   if (!a) return exit_ok;
   FACENET_CHECK(a->has("data") && a->has("out"), argument_error, "--data DIR and --out W.safetensors are required (see --help)");
   train::trainer t(config_from(*a));
@@ -104,6 +122,7 @@ int run_train(int argc, char** argv, int first) {
                t.config().architecture.c_str(), t.dataset().size(), t.dataset().num_images(),
                static_cast<long long>(t.total_steps()), t.batch_size(),
                t.step() > 0 ? (", resuming at step " + std::to_string(t.step())).c_str() : "");
+  std::fprintf(stderr, "augmentation: %s\n", data::describe(t.config().augment).c_str());
   progress_bar bar("train", static_cast<long>(t.total_steps()));
   const auto on_step = [&](const train::step_record& r) {
     char extra[160];

@@ -144,20 +144,8 @@ inline detect::mtcnn_options mtcnn_options_from(const args& a) {
   o.min_face_size = static_cast<float>(a.number("min-face", o.min_face_size));
   o.factor = a.number("factor", o.factor);
   if (a.has("thresholds")) {
-    const std::string s = a.get("thresholds");
-    std::vector<float> t;
-    std::size_t start = 0;
-    for (std::size_t comma; start <= s.size(); start = comma + 1) {
-      comma = s.find(',', start);
-      if (comma == std::string::npos) comma = s.size();
-      const std::string part = s.substr(start, comma - start);
-      char* end = nullptr;
-      const double v = std::strtod(part.c_str(), &end);
-      FACENET_CHECK(!part.empty() && end && *end == '\0', argument_error, "--thresholds expects a,b,c numbers, got '" + s + "'");
-      t.push_back(static_cast<float>(v));
-    }
-    FACENET_CHECK(t.size() == 3, argument_error, "--thresholds expects three numbers a,b,c, got '" + s + "'");
-    o.thresholds = {t[0], t[1], t[2]};
+    const auto t = a.numbers("thresholds", 3);
+    o.thresholds = {static_cast<float>(t[0]), static_cast<float>(t[1]), static_cast<float>(t[2])};
   }
   o.validate();
   return o;

@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <string>
 
@@ -36,6 +37,15 @@ inline augment_options training_augmentation(int out_size = 96, int crop_size = 
   o.out_size = out_size, o.crop_size = crop_size;
   o.flip = true, o.rotation_deg = 30, o.shift = 0.1, o.zoom = 0.2, o.brightness_lo = 0.8, o.brightness_hi = 1.2;
   return o;
+}
+
+// One line for logs: "crop 128, flip, rotation 10 deg, shift 0.05, zoom 0.1, brightness 0.8-1.2".
+inline std::string describe(const augment_options& o) {
+  char buf[192];
+  std::snprintf(buf, sizeof buf, "crop %d%s, %s, rotation %g deg, shift %g, zoom %g, brightness %g-%g%s", o.crop_size,
+                o.crop_size == 0 ? " (whole image)" : "", o.flip ? "flip" : "no flip", o.rotation_deg, o.shift, o.zoom,
+                o.brightness_lo, o.brightness_hi, o.equalize ? ", histogram equalization" : "");
+  return buf;
 }
 
 struct augment_params {
