@@ -342,8 +342,10 @@ TEST(cli, train_augmentation_flags) {
                             "histogram equalization\n"),
             std::string::npos)
       << custom.err;
+  const run_result regularised = run(base + " --dropout 0.3 --loss softmax");
+  EXPECT_EQ(regularised.code, 0) << regularised.err;
   for (const char* bad : {"--brightness 0.8", "--brightness 1.2,0.8", "--brightness 0.8,x", "--zoom 1", "--rotation -3",
-                          "--shift abc"}) {
+                          "--shift abc", "--dropout 1", "--dropout -0.5"}) {
     const run_result r = run(base + " " + bad);
     EXPECT_EQ(r.code, 2) << bad << ": " << r.err;
     const std::string flag = std::string(bad).substr(2, std::string(bad).find(' ') - 2);

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "allocation_counting.hpp"
+#include "facenet/models/inception_resnet_v1.hpp"
 #include "facenet/models/nn4_small2.hpp"
 #include "facenet/optim/sgd.hpp"
 #include "model_testing.hpp"
@@ -150,6 +151,31 @@ TEST(NN4Small2, EmbeddingsAreUnitLength) {
   }
 }
 
+// Optional dropout before `dense`: no parameters of its own (weight files still fit), training
+// forwards differ by mask and replay by seed, evaluation is the released graph.
+TEST(NN4Small2, OptionalDropoutBeforeTheEmbedding) {
+  models::nn4_small2<float> plain, with({0.5});
+  randomize(plain, 4);
+  with.copy_parameters_from(plain);
+  EXPECT_EQ(with.parameter_count(), plain.parameter_count());
+  const Tensor<float> x = facenet::testing::random_tensor<float>(shape{2, 3, 96, 96}, 5);
+  Tensor<float> eval_plain, eval_with, a, b, c;
+  plain.forward(x, eval_plain, false);
+  with.forward(x, eval_with, false);
+  EXPECT_EQ(facenet::testing::max_abs_diff(eval_plain, eval_with), 0.0);
+  with.seed_dropout(7);
+  with.forward(x, a, true);
+  with.seed_dropout(7);
+  with.forward(x, b, true);
+  with.seed_dropout(8);
+  with.forward(x, c, true);
+  EXPECT_EQ(facenet::testing::max_abs_diff(a, b), 0.0);
+  EXPECT_GT(facenet::testing::max_abs_diff(a, c), 1e-3);
+  plain.forward(x, c, true);
+  EXPECT_GT(facenet::testing::max_abs_diff(a, c), 1e-3);
+  EXPECT_EQ(with.make_like()->parameter_count(), plain.parameter_count());
+}
+
 // The embedder that takes a model over converts it in place: the same embeddings, bit for bit, as the
 // copying one, and every convolution / linear weight and every gradient freed once packed.
 TEST(NN4Small2, OwningEmbedderFreesTheWeightsItPacked) {
@@ -174,6 +200,43 @@ TEST(NN4Small2, OwningEmbedderFreesTheWeightsItPacked) {
   }
   EXPECT_GT(freed, 100);
   EXPECT_EQ(kept, 0);
+}
+
+// The prelogits are what the embedding normalises, and backward from them, given the chain rule's
+// gradient through the normalisation, yields the same parameter gradients as backward from the end.
+TEST(NN4Small2, PrelogitsForwardAndBackward) {
+  models::nn4_small2<double> m;
+  facenet::testing::randomize_parameters(m.root(), 3);
+  const Tensor<double> x = facenet::testing::random_tensor<double>(shape{2, 3, 96, 96}, 4);
+  const Tensor<double> dy = facenet::testing::random_tensor<double>(shape{2, 128}, 5);
+  Tensor<double> e, p, dp(shape{2, 128});
+  m.forward(x, e, true);
+  m.backward_params(dy);
+  std::vector<Tensor<double>> want;
+  for (const auto& q : m.parameters())
+    if (q.grad) want.push_back(q.grad->clone());
+  m.forward_prelogits(x, p, true);
+  for (std::int64_t n = 0; n < 2; ++n) {
+    double norm = 0, dot = 0;
+    for (std::int64_t i = 0; i < 128; ++i) norm += p(n, i) * p(n, i);
+    norm = std::sqrt(norm);
+    for (std::int64_t i = 0; i < 128; ++i) {
+      EXPECT_NEAR(p(n, i) / norm, e(n, i), 1e-12);
+      dot += e(n, i) * dy(n, i);
+    }
+    for (std::int64_t i = 0; i < 128; ++i) dp(n, i) = (dy(n, i) - e(n, i) * dot) / norm;
+  }
+  m.backward_prelogits_params(dp);
+  std::size_t k = 0;
+  for (const auto& q : m.parameters())
+    if (q.grad) {
+      double scale = 1;
+      for (double g : want[k]) scale = std::max(scale, std::abs(g));
+      EXPECT_LT(facenet::testing::max_abs_diff(*q.grad, want[k++]), 1e-9 * scale) << q.name;
+    }
+  models::inception_resnet_v1<double> classifier({10});
+  EXPECT_THROW(classifier.forward_prelogits(facenet::testing::random_tensor<double>(shape{1, 3, 160, 160}, 6), p, false),
+               argument_error);
 }
 
 // Gradients exist only from the first backward on (an inference model never holds them), and an

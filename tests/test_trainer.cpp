@@ -158,14 +158,16 @@ TEST(Trainer, LearnsOnOrlAndBeatsTheUntrainedNetworkOnHeldOutPeople) {
   fresh.load(round_trip(w, "exported"));
 }
 
-TEST(Trainer, ResumeFromCheckpointReproducesTheLossesBitForBit) {
-  FACENET_REQUIRE_SHARED("data/orl/s40");
+// Also with dropout before the embedding: its masks are drawn from (seed, step), so they replay too.
+void expect_resume_reproduces_the_run(double dropout) {
+  SCOPED_TRACE("dropout " + std::to_string(dropout));
   const std::int64_t n = 4;
-  trainer straight(orl_config(n, 3, 2));
+  trainer_config c = orl_config(n, 3, 2);
+  c.dropout = dropout;
+  trainer straight(c);
   straight.run();
 
   const fs::path dir = trainer_scratch_dir("resume");
-  trainer_config c = orl_config(n, 3, 2);
   c.checkpoint_dir = dir.string();
   {
     trainer first_half(c);
@@ -198,6 +200,12 @@ TEST(Trainer, ResumeFromCheckpointReproducesTheLossesBitForBit) {
   }
   const io::tensor_map wa = straight.export_weights(), wb = second_half.export_weights();
   for (const auto& e : wa.entries()) EXPECT_EQ(facenet::testing::max_abs_diff(e.value, wb.at(e.name)), 0.0) << e.name;
+}
+
+TEST(Trainer, ResumeFromCheckpointReproducesTheLossesBitForBit) {
+  FACENET_REQUIRE_SHARED("data/orl/s40");
+  expect_resume_reproduces_the_run(-1);
+  expect_resume_reproduces_the_run(0.3);
 }
 
 TEST(Trainer, NanStopsWithTheStepAndKeepsTheLastGoodCheckpoint) {
@@ -431,6 +439,23 @@ TEST(Trainer, SoftmaxHeadTrainsCheckpointsAndResumes) {
   resumed.run();
   EXPECT_EQ(resumed.step(), 3);
   EXPECT_FALSE(resumed.export_weights().contains("classifier.weight"));  // the head is not part of the model file
+}
+
+// The head must learn, not just produce finite numbers. It classifies the prelogits: on the unit
+// embeddings it hardly moved over these 40 steps (3.44 -> 3.37, ln 30 = 3.40); on the prelogits the
+// last 10 steps average 3.19-3.25 for seeds 11, 2 and 5, from 3.65-3.67 in the first 10.
+TEST(Trainer, SoftmaxHeadLearnsTheTrainingIdentities) {
+  FACENET_REQUIRE_SHARED("data/orl/s40");
+  trainer_config c = orl_config(40, 5, 4);
+  c.loss = objective::softmax;
+  trainer t(c);
+  t.run();
+  const auto& s = t.log().steps();
+  ASSERT_EQ(s.size(), 40u);
+  const double first = mean_loss(s, 0, 10), last = mean_loss(s, 30, 10);
+  std::printf("ORL softmax: loss %.3f -> %.3f (ln 30 = %.3f)\n", first, last, std::log(30.0));
+  EXPECT_LT(last, 0.98 * std::log(30.0));
+  EXPECT_LT(last, first - 0.25);
 }
 
 TEST(Trainer, CollapseIsReportedAndStopsAfterThePatience) {

@@ -24,6 +24,7 @@ const char* const train_help =
     "  --batch-people P     identities per batch (24);  --batch-images K  images per identity (4)\n"
     "  --extra-negatives N  single-image identities added to each batch as negatives (0)\n"
     "  --loss L             triplet (default) | softmax (classifier head over the training identities)\n"
+    "  --dropout P          dropout before the embedding layer (nn4_small2: none, inception_resnet_v1: 0.6)\n"
     "  --mining M           batch-all (default) | semi-hard | batch-hard | random;  --alpha A  margin (0.2)\n"
     "  --optimizer O        adam (default) | sgd | nesterov | adagrad | rmsprop;  --momentum M (0.9)\n"
     "  --lr R               base learning rate (1e-3);  --weight-decay W (5e-4);  --clip N  gradient-norm clip\n"
@@ -71,6 +72,10 @@ train::trainer_config config_from(const args& a) {
   const std::string loss = a.get("loss", "triplet");
   FACENET_CHECK(loss == "triplet" || loss == "softmax", argument_error, "--loss must be triplet or softmax, not '" + loss + "'");
   c.loss = loss == "softmax" ? train::objective::softmax : train::objective::triplet;
+  if (a.has("dropout")) {
+    c.dropout = a.number("dropout", c.dropout);
+    FACENET_CHECK(c.dropout >= 0 && c.dropout < 1, argument_error, "--dropout must be in [0, 1), not " + a.get("dropout"));
+  }
   if (a.has("mining")) c.mining.strategy = loss::parse_mining_strategy(a.get("mining"));
   c.mining.alpha = a.number("alpha", c.mining.alpha);
   c.optimizer = a.get("optimizer", c.optimizer);
@@ -111,7 +116,7 @@ std::string command_line(int argc, char** argv, int first) {
 int run_train(int argc, char** argv, int first) {
   const auto a = parse_command(argc, argv, first, train_help, {"resume", "no-flip", "equalize"},
                                {"data", "people", "arch", "init", "out", "steps", "epochs", "batch-people", "batch-images",
-                                "extra-negatives", "loss", "mining", "alpha", "optimizer", "momentum", "lr", "weight-decay",
+                                "extra-negatives", "loss", "dropout", "mining", "alpha", "optimizer", "momentum", "lr", "weight-decay",
                                 "clip", "schedule", "warmup", "seed", "workers", "standardize", "checkpoint",
                                 "checkpoint-every", "eval-pairs", "eval-images", "eval-ext", "eval-every", "eval-flip", "crop",
                                 "rotation", "shift", "zoom", "brightness"});

@@ -25,19 +25,23 @@ class sequential final : public module<T> {
   std::size_t size() const noexcept { return children_.size(); }
   module<T>& child(std::size_t i) { return *children_.at(i).second; }
 
-  void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override {
-    require_children();
+  void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override { forward_first(children_.size(), x, y, training); }
+  void backward(const Tensor<T>& dy, Tensor<T>& dx) override { backward_children(children_.size(), dy, &dx); }
+  void backward_params(const Tensor<T>& dy) override { backward_children(children_.size(), dy, nullptr); }
+
+  // The first n children only (e.g. a network without its final normalisation), and backward_params
+  // from the output of child n - 1.
+  void forward_first(std::size_t n, const Tensor<T>& x, Tensor<T>& y, bool training) {
+    require_children(n);
     const Tensor<T>* in = &x;
-    for (std::size_t i = 0; i < children_.size(); ++i) {
-      Tensor<T>& out = i + 1 < children_.size() ? outs_[i] : y;
+    for (std::size_t i = 0; i < n; ++i) {
+      Tensor<T>& out = i + 1 < n ? outs_[i] : y;
       profile_scope<T> timed(children_[i].first, *children_[i].second, profile_pass::forward, out);
       children_[i].second->forward(*in, out, training);
       in = &out;
     }
   }
-
-  void backward(const Tensor<T>& dy, Tensor<T>& dx) override { backward_children(dy, &dx); }
-  void backward_params(const Tensor<T>& dy) override { backward_children(dy, nullptr); }
+  void backward_params_first(std::size_t n, const Tensor<T>& dy) { backward_children(n, dy, nullptr); }
 
   void prepare_inference() override {
     for (auto& c : children_) c.second->prepare_inference();
@@ -48,7 +52,7 @@ class sequential final : public module<T> {
   }
 
   void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override {
-    require_children();
+    require_children(children_.size());
     workspace_scope<T> scope(ws);
     Tensor<T>* buf[2] = {&ws.take(), &ws.take()};
     const Tensor<T>* in = &x;
@@ -73,11 +77,11 @@ class sequential final : public module<T> {
   }
 
  private:
-  // The first child writes dx, or only its parameter gradients when dx is null.
-  void backward_children(const Tensor<T>& dy, Tensor<T>* dx) {
-    require_children();
+  // Children n-1 .. 0; the first writes dx, or only its parameter gradients when dx is null.
+  void backward_children(std::size_t n, const Tensor<T>& dy, Tensor<T>* dx) {
+    require_children(n);
     const Tensor<T>* g = &dy;
-    for (std::size_t i = children_.size(); i-- > 0;) {
+    for (std::size_t i = n; i-- > 0;) {
       Tensor<T>& out = i > 0 || !dx ? grads_[i % 2] : *dx;
       profile_scope<T> timed(children_[i].first, *children_[i].second, profile_pass::backward, out);
       if (i == 0 && !dx)
@@ -88,8 +92,10 @@ class sequential final : public module<T> {
     }
   }
 
-  void require_children() const {
+  void require_children(std::size_t n) const {
     FACENET_CHECK(!children_.empty(), argument_error, "sequential: no layers");
+    FACENET_CHECK(n > 0 && n <= children_.size(), argument_error,
+                  "sequential: cannot run the first " + std::to_string(n) + " of " + std::to_string(children_.size()) + " layers");
   }
   std::vector<std::pair<std::string, module_ptr<T>>> children_;
   std::vector<Tensor<T>> outs_;

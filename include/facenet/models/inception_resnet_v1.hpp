@@ -63,8 +63,7 @@ class inception_resnet_v1 final : public model<T> {
   std::unique_ptr<model<T>> make_like() const override { return std::make_unique<inception_resnet_v1>(opt_); }
 
   const inception_resnet_v1_options& options() const noexcept { return opt_; }
-  // Reseeds the dropout mask generator (reproducible training runs).
-  void seed_dropout(std::uint64_t seed) { dropout_->seed(seed); }
+  void seed_dropout(std::uint64_t seed) override { dropout_->seed(seed); }
 
  private:
   template <class F>

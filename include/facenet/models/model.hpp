@@ -18,6 +18,7 @@
 #include "facenet/core/tensor.hpp"
 #include "facenet/io/tensor_map.hpp"
 #include "facenet/layers/module.hpp"
+#include "facenet/layers/normalize.hpp"
 #include "facenet/layers/sequential.hpp"
 
 namespace facenet::models {
@@ -51,6 +52,8 @@ class model {
   virtual model_info info() const = 0;
   // A new model of the same architecture and configuration (parameters not copied).
   virtual std::unique_ptr<model> make_like() const = 0;
+  // Reseeds the dropout mask generator, if the model has one (reproducible training runs).
+  virtual void seed_dropout(std::uint64_t /*seed*/) {}
 
   // x: [N, 3, S, S]; y: [N, E] (embeddings, or logits when a classifier head is configured).
   void forward(const Tensor<T>& x, Tensor<T>& y, bool training) {
@@ -71,6 +74,20 @@ class model {
     FACENET_CHECK(!out_.empty(), argument_error, info().architecture + ": backward called before forward");
     check_shape(dy, out_.shape(), info().architecture + " backward dy");
     root_.backward_params(dy);
+  }
+  // The features before the final L2 normalisation ("prelogits"), for objectives that need their
+  // length, e.g. a softmax classifier head as davidsandberg's train_softmax puts it. y: [N, E].
+  void forward_prelogits(const Tensor<T>& x, Tensor<T>& y, bool training) {
+    check_input(x);
+    root_.forward_first(normalize_index(), x, out_, training);
+    y.resize(out_.shape());
+    y.copy_from(out_);
+  }
+  // backward_params() for the last forward_prelogits(): dy is the gradient w.r.t. the prelogits.
+  void backward_prelogits_params(const Tensor<T>& dy) {
+    FACENET_CHECK(!out_.empty(), argument_error, info().architecture + ": backward called before forward");
+    check_shape(dy, out_.shape(), info().architecture + " backward dy");
+    root_.backward_params_first(normalize_index(), dy);
   }
   // Releases the activations cached by the last forward.
   void clear_cache() {
@@ -133,6 +150,13 @@ class model {
 
  protected:
   model() = default;
+  // Position of the final L2 normalisation (the last layer of an embedding network).
+  std::size_t normalize_index() {
+    const std::size_t n = root_.size();
+    FACENET_CHECK(n > 1 && dynamic_cast<layers::l2_normalize<T>*>(&root_.child(n - 1)), argument_error,
+                  info().architecture + ": no final L2 normalisation to take the prelogits before");
+    return n - 1;
+  }
   // load(): every tensor's name and shape checked (all problems in one message), values finite; then
   // copied, or for a float model with `adopt`, shared with the map (which the caller gives up).
   void load_checked(const io::tensor_map& weights, bool adopt) {

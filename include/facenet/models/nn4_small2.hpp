@@ -8,6 +8,7 @@
 
 #include "facenet/blocks/basic_conv.hpp"
 #include "facenet/blocks/inception.hpp"
+#include "facenet/layers/dropout.hpp"
 #include "facenet/layers/linear.hpp"
 #include "facenet/layers/lrn.hpp"
 #include "facenet/layers/normalize.hpp"
@@ -31,13 +32,18 @@ inline std::vector<blocks::inception_spec> nn4_small2_inceptions() {
           {"inception_5b", 736, 96, 384, 0, 0, 1, pool_kind::max, 3, 2, 96, 256}};
 }
 
+// The released graph has no dropout; training may add it before `dense` (a regulariser for small data).
+struct nn4_small2_options {
+  double dropout = 0;
+};
+
 template <class T>
 class nn4_small2 final : public model<T> {
  public:
   static constexpr std::int64_t input_size = 96;
   static constexpr std::int64_t embedding_size = 128;
 
-  nn4_small2() {
+  explicit nn4_small2(const nn4_small2_options& o = {}) : opt_(o) {
     auto& r = this->root_;
     r.add("", blocks::nn4_conv<T>("conv1", "bn1", 3, 64, 7, 2));
     r.add("", std::make_unique<layers::pool2d<T>>(layers::pool_kind::max, 3, 2, 1));
@@ -48,15 +54,22 @@ class nn4_small2 final : public model<T> {
     r.add("", std::make_unique<layers::pool2d<T>>(layers::pool_kind::max, 3, 2, 1));
     for (const auto& s : nn4_small2_inceptions()) r.add("", blocks::make_inception<T>(s));
     r.add("", std::make_unique<layers::pool2d<T>>(layers::pool_kind::avg, 3, 1));
+    if (o.dropout > 0) dropout_ = &r.add("", std::make_unique<layers::dropout<T>>(o.dropout));
     r.add("dense", std::make_unique<layers::linear<T>>(736, embedding_size, true));
     r.add("", std::make_unique<layers::l2_normalize<T>>());
   }
 
   model_info info() const override { return {"nn4_small2", input_size, embedding_size, blocks::nn4_bn_eps}; }
-  std::unique_ptr<model<T>> make_like() const override { return std::make_unique<nn4_small2>(); }
+  std::unique_ptr<model<T>> make_like() const override { return std::make_unique<nn4_small2>(opt_); }
+  void seed_dropout(std::uint64_t seed) override {
+    if (dropout_) dropout_->seed(seed);
+  }
 
  private:
   static std::unique_ptr<layers::lrn<T>> make_lrn() { return std::make_unique<layers::lrn<T>>(5, 1e-4, 0.75, 1.0); }
+
+  nn4_small2_options opt_;
+  layers::dropout<T>* dropout_ = nullptr;
 };
 
 }  // namespace facenet::models

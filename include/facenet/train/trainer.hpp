@@ -65,6 +65,7 @@ struct trainer_config {
   std::string init_weights;                 // safetensors to start from; empty = seeded random init
   int batch_people = 24, batch_images = 4, extra_negatives = 0;
   objective loss = objective::triplet;
+  double dropout = -1;  // before the embedding layer; < 0: the architecture's default (nn4_small2 0, IRv1 0.6)
   loss::mining_options mining{loss::mining_strategy::batch_all};
   std::string optimizer = "adam";  // sgd, nesterov, adam, adagrad, rmsprop
   double lr = 1e-3;
@@ -93,9 +94,18 @@ using eval_callback = std::function<void(const eval_record&)>;
 
 namespace detail {
 
-inline std::unique_ptr<models::model<float>> make_model(const std::string& arch) {
-  if (arch == "nn4_small2") return std::make_unique<models::nn4_small2<float>>();
-  if (arch == "inception_resnet_v1") return std::make_unique<models::inception_resnet_v1<float>>();
+// dropout < 0 keeps the architecture's own (nn4_small2 none, inception_resnet_v1 0.6).
+inline std::unique_ptr<models::model<float>> make_model(const std::string& arch, double dropout) {
+  if (arch == "nn4_small2") {
+    models::nn4_small2_options o;
+    if (dropout >= 0) o.dropout = dropout;
+    return std::make_unique<models::nn4_small2<float>>(o);
+  }
+  if (arch == "inception_resnet_v1") {
+    models::inception_resnet_v1_options o;
+    if (dropout >= 0) o.dropout = dropout;
+    return std::make_unique<models::inception_resnet_v1<float>>(o);
+  }
   throw argument_error("unknown architecture '" + arch + "' (expected nn4_small2 or inception_resnet_v1)");
 }
 
@@ -238,7 +248,7 @@ inline eval::lfw_metrics evaluate_verification(models::model<float>& model, cons
 
 class trainer {
  public:
-  explicit trainer(trainer_config c) : c_(std::move(c)), model_(detail::make_model(c_.architecture)) {
+  explicit trainer(trainer_config c) : c_(std::move(c)), model_(detail::make_model(c_.architecture, c_.dropout)) {
     FACENET_CHECK((c_.steps > 0) != (c_.epochs > 0), argument_error,
                   "trainer: give exactly one of steps (" + std::to_string(c_.steps) + ") and epochs (" +
                       std::to_string(c_.epochs) + ")");
@@ -388,28 +398,36 @@ class trainer {
     r.step = step_, r.epoch = epoch();
     r.lr = schedule_.lr(step_, r.epoch);
     optimizer_->set_lr(r.lr);
-    if (auto* irv1 = dynamic_cast<models::inception_resnet_v1<float>*>(model_.get()))
-      irv1->seed_dropout(data::mix_seed(c_.seed, 0x64726f70, static_cast<std::uint64_t>(step_)));
-    model_->forward(b.images, emb_, true);
+    model_->seed_dropout(data::mix_seed(c_.seed, 0x64726f70, static_cast<std::uint64_t>(step_)));
     if (c_.loss == objective::triplet) {
+      model_->forward(b.images, emb_, true);
       const auto res = triplet_(emb_, b.labels, rng_, grad_);
       r.loss = static_cast<double>(res.loss);
       r.active_fraction = res.mining.active_fraction;
       r.mean_distance = res.mining.mean_distance;
       r.collapsed = res.mining.collapsed;
+      check_finite_loss(r.loss);
+      model_->backward_params(grad_);
     } else {
+      // The head classifies the prelogits, not the unit embeddings: with unit inputs the logits stay
+      // too close together for thousands of classes and the loss hardly moves from ln(classes).
+      model_->forward_prelogits(b.images, emb_, true);
       head_->forward(emb_, logits_, true);
       const auto s = loss::softmax_cross_entropy_forward(logits_, b.labels, log_probs_);
+      r.loss = s.loss, r.active_fraction = s.accuracy;
+      check_finite_loss(r.loss);
       loss::softmax_cross_entropy_backward(log_probs_, b.labels, 1.0f, grad_logits_);
       head_->backward(grad_logits_, grad_);
-      r.loss = s.loss, r.active_fraction = s.accuracy;
+      model_->backward_prelogits_params(grad_);
     }
-    FACENET_CHECK(std::isfinite(r.loss), numeric_error, std::string("training loss is ") + (std::isnan(r.loss) ? "NaN" : "infinite"));
-    model_->backward_params(grad_);
     optim::check_finite_gradients(optimizer_->parameters());
     if (c_.clip_norm > 0) optim::clip_grad_norm(*optimizer_, c_.clip_norm);
     optimizer_->step();
     return r;
+  }
+
+  static void check_finite_loss(double loss) {
+    FACENET_CHECK(std::isfinite(loss), numeric_error, std::string("training loss is ") + (std::isnan(loss) ? "NaN" : "infinite"));
   }
 
   void check_collapse(const step_record& r) {
