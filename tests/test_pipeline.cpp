@@ -30,7 +30,10 @@ std::string random_nn4_file() {
       t.fill(one ? 1.0f : 0.0f);
     }
   }
-  const auto path = std::filesystem::temp_directory_path() / "facenet_test_pipeline_nn4.safetensors";
+  // One file per test: ctest runs the tests of this file as parallel processes, and a shared name let
+  // one test read the file while another was rewriting it.
+  const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const auto path = std::filesystem::temp_directory_path() / ("facenet_test_pipeline_nn4_" + test + ".safetensors");
   facenet::io::save_safetensors(path.string(), m.export_weights());
   return path.string();
 }
