@@ -768,7 +768,9 @@ void gemm_run(std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const a_s
   // (Trainer.LearnsOnOrl...: held-out accuracy 0.49 instead of 0.66) although every test of the path
   // passes; until that is understood, fused products run the tiled kernel.
   if (!ep && few_columns(n, k, as)) return gemm_few_columns(m, n, k, alpha, as, bs, beta, c, ldc, ep);
-  if (packed_few_columns(n, as)) return gemm_packed_few_columns(m, n, k, alpha, as.packed, bs, beta, c, ldc, ep);
+  // Without a register of mr elements (double on SSE) the panel kernel is not even instantiated.
+  if constexpr (!std::is_void<panel_batch<T>>::value)
+    if (packed_few_columns(n, as)) return gemm_packed_few_columns(m, n, k, alpha, as.packed, bs, beta, c, ldc, ep);
   const int nv = choose_nv<T>(n);
   gemm_operands<T> ops;
   ops.a = as;
