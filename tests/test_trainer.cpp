@@ -120,6 +120,30 @@ double mean_loss(const std::vector<step_record>& s, std::size_t first, std::size
 
 }  // namespace
 
+struct learning_outcome {
+  double accuracy_before, accuracy_after, loss_before, loss_after;
+};
+
+learning_outcome train_on_orl(trainer& t) {
+  EXPECT_EQ(t.dataset().size(), 30u);
+  learning_outcome o{};
+  o.accuracy_before = t.evaluate().accuracy, o.loss_before = fixed_batch_loss(t);
+  t.run();
+  const auto& s = t.log().steps();
+  EXPECT_EQ(s.size(), 40u);
+  o.accuracy_after = t.log().evaluations().back().accuracy, o.loss_after = fixed_batch_loss(t);
+  std::printf("ORL seed %llu: loss on fixed training faces %.4f -> %.4f (per step %.4f -> %.4f), held-out accuracy %.3f -> %.3f\n",
+              static_cast<unsigned long long>(t.config().seed), o.loss_before, o.loss_after, mean_loss(s, 0, 10),
+              mean_loss(s, s.size() - 10, 10), o.accuracy_before, o.accuracy_after);
+  return o;
+}
+
+double median_of_three(double a, double b, double c) { return std::max(std::min(a, b), std::min(std::max(a, b), c)); }
+
+// Forty steps of 20 images are chaotic: the same seed follows another trajectory where the SIMD width
+// changes the rounding (seed 11 reaches 0.78 held-out with 4-float SSE vectors, 0.56 with 8-float AVX2
+// ones, where seeds 1-6 reach 0.68-0.82). So the claim is checked on the median of three seeds: one
+// unlucky run cannot fail it, a trainer that does not learn fails all three.
 TEST(Trainer, LearnsOnOrlAndBeatsTheUntrainedNetworkOnHeldOutPeople) {
   FACENET_REQUIRE_SHARED("data/orl/s40");
   const fs::path dir = trainer_scratch_dir("learn");
@@ -127,16 +151,16 @@ TEST(Trainer, LearnsOnOrlAndBeatsTheUntrainedNetworkOnHeldOutPeople) {
   c.eval = orl_holdout_pairs();
   c.checkpoint_dir = dir.string();
   trainer t(c);
-  EXPECT_EQ(t.dataset().size(), 30u);
-  const double before = t.evaluate().accuracy, loss_before = fixed_batch_loss(t);
-  t.run();
-  const auto& s = t.log().steps();
-  ASSERT_EQ(s.size(), 40u);
-  const double loss_after = fixed_batch_loss(t), after = t.log().evaluations().back().accuracy;
-  std::printf("ORL: loss on fixed training faces %.4f -> %.4f (per step %.4f -> %.4f), held-out accuracy %.3f -> %.3f\n",
-              loss_before, loss_after, mean_loss(s, 0, 10), mean_loss(s, 30, 10), before, after);
-  EXPECT_LT(loss_after, 0.9 * loss_before);
-  EXPECT_GT(after, before + 0.1);  // 0.48 -> 0.68-0.80 over the 13 seeds
+  std::vector<learning_outcome> runs{train_on_orl(t)};
+  for (const std::uint64_t seed : {2, 5}) {
+    trainer_config other = c;
+    other.seed = seed, other.checkpoint_dir.clear();
+    trainer u(other);
+    runs.push_back(train_on_orl(u));
+  }
+  const auto median = [&](double learning_outcome::*m) { return median_of_three(runs[0].*m, runs[1].*m, runs[2].*m); };
+  EXPECT_LT(median(&learning_outcome::loss_after), 0.9 * median(&learning_outcome::loss_before));
+  EXPECT_GT(median(&learning_outcome::accuracy_after), median(&learning_outcome::accuracy_before) + 0.1);
   // Outputs: CSV with one row per step, loss plot, ROC plots of both evaluations, checkpoint.
   std::ifstream csv(dir / "training_log.csv");
   std::string line;
