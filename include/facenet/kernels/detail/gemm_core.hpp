@@ -381,7 +381,7 @@ void micro_kernel(std::int64_t kc, const AView a, const BView b, const tile_stor
     for (int v = 0; v < nv; ++v) __builtin_prefetch(ahead + v * w, 0, 3);
     V bv[nv];
 #pragma GCC unroll 4
-    for (int v = 0; v < nv; ++v) bv[v] = b.load(p, v * w);
+    for (int v = 0; v < nv; ++v) bv[v] = simd::in_register(b.load(p, v * w));
 #pragma GCC unroll 32
     for (int i = 0; i < mr; ++i) {
       const V ai = simd::broadcast(a.at(i, p));
