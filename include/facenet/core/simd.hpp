@@ -2,6 +2,7 @@
 // xsimd upgrade (8.1 on Debian 12 -> newer API) touches this file alone.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <type_traits>
@@ -56,8 +57,23 @@ template <class T>
 inline void store_aligned(T* p, const batch<T>& v) {
   v.store_aligned(p);
 }
+#if defined(__AVX2__)
+namespace detail {
+// vmaskmov's mask of the first n lanes (all lanes when n >= width).
+template <class T>
+inline __m256i first_lanes(std::size_t n) {
+  if constexpr (sizeof(T) == 4)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<std::size_t>(n, 8))),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  else
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(std::min<std::size_t>(n, 4))),
+                              _mm256_setr_epi64x(0, 1, 2, 3));
+}
+}  // namespace detail
+#endif
+
 // Loads n < width elements, zero-filling the rest (tails of rows that are not a multiple of width).
-// With AVX-512 a masked load/store: the scalar copy through a stack buffer cost a store-forwarding
+// With AVX-512 or AVX2 a masked load/store: the scalar copy through a stack buffer cost a store-forwarding
 // stall on every row tail (most of a 3x3 pooling's time on IRv1's 77-wide maps). Masked-off lanes are
 // not accessed, so reading up to the end of a buffer stays in bounds.
 template <class T>
@@ -67,6 +83,10 @@ inline batch<T> load_partial(const T* p, std::size_t n) {
     return batch<T>(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p));
   if constexpr (std::is_same<T, double>::value && width<T> == 8)
     return batch<T>(_mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1u), p));
+#endif
+#if defined(__AVX2__)
+  if constexpr (std::is_same<T, float>::value && width<T> == 8) return batch<T>(_mm256_maskload_ps(p, detail::first_lanes<T>(n)));
+  if constexpr (std::is_same<T, double>::value && width<T> == 4) return batch<T>(_mm256_maskload_pd(p, detail::first_lanes<T>(n)));
 #endif
   alignas(64) T tmp[width<T>] = {};
   for (std::size_t i = 0; i < n; ++i) tmp[i] = p[i];
@@ -83,6 +103,10 @@ inline void store_partial(T* p, const batch<T>& v, std::size_t n) {
     _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1u), v);
     return;
   }
+#endif
+#if defined(__AVX2__)
+  if constexpr (std::is_same<T, float>::value && width<T> == 8) return _mm256_maskstore_ps(p, detail::first_lanes<T>(n), v);
+  if constexpr (std::is_same<T, double>::value && width<T> == 4) return _mm256_maskstore_pd(p, detail::first_lanes<T>(n), v);
 #endif
   alignas(64) T tmp[width<T>];
   v.store_aligned(tmp);
@@ -104,7 +128,7 @@ inline batch<T> load_halves(const T* lo, const T* hi) {
 }
 
 // v[i] = p[2 i] for i < n (n <= width), other lanes 0; reads p[0, 2n - 1) only. For stride-2
-// im2col: with AVX-512 two masked loads and one two-source permute per vector. GCC made the scalar
+// im2col: with AVX-512 two masked loads and one two-source permute per vector (AVX2: see below). GCC made the scalar
 // loop move two elements at a time, and im2col was 37% of NN4 conv1's time (7x7, stride 2).
 template <class T>
 inline batch<T> load_even(const T* p, std::size_t n = width<T>) {
@@ -121,6 +145,23 @@ inline batch<T> load_even(const T* p, std::size_t n = width<T>) {
     const __m512i idx = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
     return batch<T>(_mm512_permutex2var_pd(_mm512_maskz_loadu_pd(mask(span), p), idx,
                                            _mm512_maskz_loadu_pd(mask(span > 8 ? span - 8 : 0), p + 8)));
+  }
+#endif
+#if defined(__AVX2__)
+  // Two masked loads, the even lanes of each 128-bit half picked by one shuffle, then the 64-bit
+  // pairs put in order: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> [lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6].
+  constexpr std::size_t w = width<T>;
+  if constexpr ((std::is_same<T, float>::value && w == 8) || (std::is_same<T, double>::value && w == 4)) {
+    const std::size_t rest = span > w ? span - w : 0;
+    if constexpr (std::is_same<T, float>::value) {
+      const __m256 even = _mm256_shuffle_ps(_mm256_maskload_ps(p, detail::first_lanes<T>(span)),
+                                            _mm256_maskload_ps(p + w, detail::first_lanes<T>(rest)), _MM_SHUFFLE(2, 0, 2, 0));
+      return batch<T>(_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0))));
+    } else {
+      const __m256d even = _mm256_shuffle_pd(_mm256_maskload_pd(p, detail::first_lanes<T>(span)),
+                                             _mm256_maskload_pd(p + w, detail::first_lanes<T>(rest)), 0);
+      return batch<T>(_mm256_permute4x64_pd(even, _MM_SHUFFLE(3, 1, 2, 0)));
+    }
   }
 #endif
   (void)span;
