@@ -214,6 +214,22 @@ TYPED_TEST(pool, max_indices_with_ties_and_nans_match_reference) {
     }
 }
 
+// Windows of only -inf keep the reference's first element (nothing compares greater), padded or not.
+TYPED_TEST(pool, max_indices_of_all_minus_infinity_windows_match_reference) {
+  using T = TypeParam;
+  for (const auto& s : pool_shapes)
+    for (const auto& p : param_sets()) {
+      Tensor<T> x(s);
+      for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = i % 97 == 5 ? T(1) : -std::numeric_limits<T>::infinity();
+      Tensor<T> y, y_ref;
+      Tensor<std::int32_t> idx, idx_ref;
+      k::max_pool2d_forward(x, p, y, idx);
+      ref::max_pool2d_forward(x, p, y_ref, idx_ref);
+      EXPECT_EQ(max_abs_diff(idx, idx_ref), 0.0) << s.str() << " k" << p.kernel_h << "x" << p.kernel_w;
+      for (std::int64_t i = 0; i < y.numel(); ++i) ASSERT_EQ(y.data()[i], y_ref.data()[i]) << "output " << i;
+    }
+}
+
 TYPED_TEST(pool, global_avg_matches_reference) {
   using T = TypeParam;
   for (const auto& s : pool_shapes) {

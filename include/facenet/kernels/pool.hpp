@@ -2,7 +2,7 @@
 // training, without for inference), average (count_include_pad both ways, ceil_mode), L2 (OpenFace's
 // SpatialLPPooling, p = 2) and global average. Parallel over the N*C planes. The forward passes
 // reduce identity-bordered copies of the planes with flat SIMD passes (pool_frames); indexed max
-// pooling reduces along each row with SIMD, then down the rows.
+// pooling runs the same kind of passes in the same frames, carrying each maximum's position along.
 #pragma once
 
 #include <algorithm>
@@ -308,35 +308,53 @@ void indexed_max_window(const pool_geometry& g, const T* x, T* y, std::int32_t* 
   ind[i * g.OW + j] = static_cast<std::int32_t>(best);
 }
 
-// The SIMD form below carries positions as T, exact while a plane has fewer than 2^digits elements.
+// Outputs and input indices of planes [first, first + count) from the window maxima mv and their
+// frame positions ma (indexed_max_planes).
 template <class T>
-bool indexed_max_simd_applies(const pool_geometry& g) {
-  const std::int64_t inner = g.W - g.cols.kernel + 1;
-  return inner > 0 && g.H * g.W < (std::int64_t(1) << std::numeric_limits<T>::digits);
-}
-inline std::int64_t indexed_max_scratch(const pool_geometry& g) {
-  const std::int64_t inner = g.W - g.cols.kernel + 1;
-  return 2 * (g.H + 1) * inner;
+void indexed_max_outputs(const pool_geometry& g, const pool_frame& f, std::int64_t first, std::int64_t count, const T* x,
+                         const T* mv, const T* ma, T* y, std::int32_t* ind) {
+  const std::int64_t kh = g.rows.kernel, wp = f.wp, pt = g.rows.pad_before, pl = g.cols.pad_before;
+  for (std::int64_t p = 0; p < count; ++p) {
+    T* yp = y + p * g.OH * g.OW;
+    std::int32_t* ip = ind + p * g.OH * g.OW;
+    for (std::int64_t i = 0; i < g.OH; ++i)
+      for (std::int64_t j = 0; j < g.OW; ++j) {
+        const std::int64_t k = p * f.size() + i * g.rows.stride * wp + j * g.cols.stride;
+        if (mv[k] == -std::numeric_limits<T>::infinity()) {
+          indexed_max_window(g, x + (first + p) * g.H * g.W, yp, ip, i, j);
+          continue;
+        }
+        // The maximum lies dr rows and dc columns into its window.
+        const std::int64_t d = static_cast<std::int64_t>(ma[k]) - k;
+        std::int64_t dr = 0;  // counted without branches: which row is unpredictable
+        for (std::int64_t r = 1; r < kh; ++r) dr += d >= r * wp;
+        const std::int64_t dc = d - dr * wp;
+        yp[i * g.OW + j] = mv[k];
+        ip[i * g.OW + j] = static_cast<std::int32_t>((i * g.rows.stride + dr - pt) * g.W + j * g.cols.stride + dc - pl);
+      }
+  }
 }
 
-// Indexed max pooling of one plane with SIMD: every window inside the row is first reduced along its
-// row (per input row), then down the rows, each step with the reference's update. That picks the
-// reference's element: row-major order's first maximum is the first maximum of the first row holding
-// it, and its last NaN the last NaN of the last row holding one. Windows clipped by padding columns
-// take the reference loop.
+// Indexed max pooling with SIMD over a group of planes, in the frames of the inference path (-inf
+// borders): every window is reduced along its row, then down its rows, each step with the
+// reference's update and the frame position carried along as T. That picks the reference's element:
+// row-major order's first maximum is the first maximum of the first row holding it, and its last NaN
+// the last NaN of the last row holding one. A border cell never wins (nothing is less than -inf),
+// except in a window of only -inf values: those take the reference loop, which picks its first
+// element inside the input. Positions are exact while the group has fewer than 2^digits elements.
 template <class T>
-void indexed_max_plane(const pool_geometry& g, const T* x, T* y, std::int32_t* ind, T* scratch) {
+void indexed_max_planes(const pool_geometry& g, const pool_frame& f, std::int64_t first, std::int64_t count, const T* x,
+                        T* y, std::int32_t* ind, T* scratch) {
   using V = simd::batch<T>;
   constexpr std::int64_t w = static_cast<std::int64_t>(simd::width<T>);
-  const std::int64_t kw = g.cols.kernel, inner = g.W - kw + 1;
-  T* hv = scratch;                  // [H][inner]: row maxima of the windows starting at column x
-  T* ha = hv + g.H * inner;         // [H][inner]: their positions r * W + c
-  T* cv = ha + g.H * inner;         // [inner]: one output row's window maxima
-  T* ca = cv + inner;               // [inner]: their positions
+  const std::int64_t kh = g.rows.kernel, kw = g.cols.kernel, wp = f.wp, total = count * f.size();
+  T* mv = scratch;          // each window's maximum at its top-left corner (in place of the frames)
+  T* ma = scratch + total;  // the maxima's frame positions
+  // Planes that need no border are their own frames: read in place, not copied.
+  const bool bordered = f.hp != g.H || f.wp != g.W;
+  const T* src = bordered ? mv : x + first * g.H * g.W;
+  if (bordered) fill_frames(g, f, first, count, x, mv, -std::numeric_limits<T>::infinity(), [](auto u) { return u; });
   const V lanes = simd::iota<T>();
-  const auto chunks = [&](auto&& f) {  // f(x0, n) over [0, inner) in vectors, the last one partial
-    for (std::int64_t x0 = 0; x0 < inner; x0 += w) f(x0, std::min(w, inner - x0));
-  };
   const auto load = [](const T* p, std::int64_t n) {
     return n == w ? simd::load(p) : simd::load_partial(p, static_cast<std::size_t>(n));
   };
@@ -346,34 +364,43 @@ void indexed_max_plane(const pool_geometry& g, const T* x, T* y, std::int32_t* i
     else
       simd::store_partial(p, v, static_cast<std::size_t>(n));
   };
-  for (std::int64_t r = 0; r < g.H; ++r)
-    chunks([&](std::int64_t x0, std::int64_t n) {
-      const T* row = x + r * g.W + x0;
-      V m = load(row, n), at = lanes + V(static_cast<T>(r * g.W + x0));
-      for (std::int64_t c = 1; c < kw; ++c)
-        simd::max_with_index(m, at, load(row + c, n), lanes + V(static_cast<T>(r * g.W + x0 + c)));
-      store(hv + r * inner + x0, m, n);
-      store(ha + r * inner + x0, at, n);
-    });
-  for (std::int64_t i = 0; i < g.OH; ++i) {
-    const std::int64_t r0 = g.rows.begin(i), r1 = g.rows.end(i);
-    chunks([&](std::int64_t x0, std::int64_t n) {
-      V m = load(hv + r0 * inner + x0, n), at = load(ha + r0 * inner + x0, n);
-      for (std::int64_t r = r0 + 1; r < r1; ++r)
-        simd::max_with_index(m, at, load(hv + r * inner + x0, n), load(ha + r * inner + x0, n));
-      store(cv + x0, m, n);
-      store(ca + x0, at, n);
-    });
-    for (std::int64_t j = 0; j < g.OW; ++j) {
-      const std::int64_t start = g.cols.start(j);
-      if (start < 0 || start >= inner) {
-        indexed_max_window(g, x, y, ind, i, j);
-        continue;
-      }
-      y[i * g.OW + j] = cv[start];
-      ind[i * g.OW + j] = static_cast<std::int32_t>(ca[start]);
-    }
+  // f(k, n) over [k0, k0 + len) in vectors, the last one partial. Passes run in place: a vector is
+  // stored after its reads, and later vectors read only at or past its end.
+  const auto chunks = [&](std::int64_t k0, std::int64_t len, auto&& fn) {
+    std::int64_t k = k0;
+    for (; k + w <= k0 + len; k += w) fn(k, w);
+    if (k < k0 + len) fn(k, k0 + len - k);
+  };
+  chunks(0, total - (kw - 1), [&](std::int64_t k, std::int64_t n) {
+    V m = load(src + k, n), at = lanes + V(static_cast<T>(k));
+    for (std::int64_t c = 1; c < kw; ++c) simd::max_with_index(m, at, load(src + k + c, n), lanes + V(static_cast<T>(k + c)));
+    store(mv + k, m, n);
+    store(ma + k, at, n);
+  });
+  const auto down = [&](std::int64_t k, std::int64_t n) {
+    V m = load(mv + k, n), at = load(ma + k, n);
+    for (std::int64_t r = 1; r < kh; ++r) simd::max_with_index(m, at, load(mv + k + r * wp, n), load(ma + k + r * wp, n));
+    store(mv + k, m, n);
+    store(ma + k, at, n);
+  };
+  if (g.rows.stride == 1 || wp < 4 * w) {
+    chunks(0, total - (kw - 1) - (kh - 1) * wp, down);
+  } else {  // only the rows windows start at
+    for (std::int64_t p = 0; p < count; ++p)
+      for (std::int64_t i = 0; i < g.OH; ++i) chunks(p * f.size() + i * g.rows.stride * wp, wp - (kw - 1), down);
   }
+  indexed_max_outputs(g, f, first, count, x, mv, ma, y, ind);
+}
+
+// Planes per indexed_max_planes call: about 32 KB of frames, at least one task per thread, and
+// fewer than 2^digits elements (0: a single frame is too large, take the reference loop).
+template <class T>
+std::int64_t indexed_max_group(const pool_geometry& g, const pool_frame& f) {
+  const std::int64_t exact = (std::int64_t(1) << std::numeric_limits<T>::digits) - 1;
+  if (f.size() > exact) return 0;
+  const std::int64_t target = std::max<std::int64_t>(1, (std::int64_t(32768) / sizeof(T)) / f.size());
+  const std::int64_t parts = std::clamp<std::int64_t>(g.planes * g.H * g.W / parallel_grain, 1, parallel::max_threads());
+  return std::min({target, (g.planes + parts - 1) / parts, exact / f.size()});
 }
 
 template <class T>
@@ -398,15 +425,23 @@ void max_pool2d_forward(const Tensor<T>& x, const pool2d_params& p, Tensor<T>& y
   y.resize(ys);
   indices.resize(ys);
   const detail::pool_geometry g(x.shape(), ys, p);
-  const bool simd_path = detail::indexed_max_simd_applies<T>(g);
-  detail::for_each_plane<T>(g, simd_path ? detail::indexed_max_scratch(g) : 0, [&](std::int64_t plane, T* scratch) {
-    const T* xp = x.data() + plane * g.H * g.W;
-    T* yp = y.data() + plane * g.OH * g.OW;
-    std::int32_t* ip = indices.data() + plane * g.OH * g.OW;
-    if (simd_path) return detail::indexed_max_plane(g, xp, yp, ip, scratch);
-    for (std::int64_t i = 0; i < g.OH; ++i)
-      for (std::int64_t j = 0; j < g.OW; ++j) detail::indexed_max_window(g, xp, yp, ip, i, j);
-  });
+  const detail::pool_frame f = detail::pool_frame_of(g);
+  const std::int64_t group = detail::indexed_max_group<T>(g, f);
+  if (group == 0) {
+    detail::for_each_plane<T>(g, 0, [&](std::int64_t plane, T*) {
+      for (std::int64_t i = 0; i < g.OH; ++i)
+        for (std::int64_t j = 0; j < g.OW; ++j)
+          detail::indexed_max_window(g, x.data() + plane * g.H * g.W, y.data() + plane * g.OH * g.OW,
+                                     indices.data() + plane * g.OH * g.OW, i, j);
+    });
+    return;
+  }
+  detail::parallel_tasks<T>((g.planes + group - 1) / group, group * f.size(), 2 * group * f.size(),
+                            [&](std::int64_t task, T* scratch) {
+                              const std::int64_t first = task * group, count = std::min(group, g.planes - first);
+                              detail::indexed_max_planes(g, f, first, count, x.data(), y.data() + first * g.OH * g.OW,
+                                                         indices.data() + first * g.OH * g.OW, scratch);
+                            });
 }
 
 // Inference max pooling (no indices): rows reduced with SIMD, then along each row. Same values,
