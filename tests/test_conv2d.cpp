@@ -255,6 +255,61 @@ TEST(Conv2dPlan, WinogradMatchesReference) {
   }
 }
 
+// The data gradient as a convolution of dy (what the conv2d layer trains with): flipped weights and
+// padding k - 1 - pad through a plan, by GEMM and (3x3) by Winograd, against the scalar reference's
+// backward_data, for every stride-1 case whose padding stays below the kernel.
+template <class T>
+void check_data_grad_as_conv(const conv_case& cc, std::uint32_t seed, fk::conv2d_algo algo) {
+  const Tensor<T> w = random_tensor<T>({cc.o, cc.c, cc.kh, cc.kw}, seed);
+  const shape x_shape{cc.n, cc.c, cc.h, cc.w};
+  const Tensor<T> dy = random_tensor<T>(fk::conv2d_output_shape(x_shape, w.shape(), cc.p), seed + 1);
+  Tensor<T> want, flipped, dx, ws;
+  ref::conv2d_backward_data(dy, w, x_shape, want, cc.p);
+  fk::conv2d_flip_weights(w, flipped);
+  fk::conv2d_plan<T>(flipped, Tensor<T>(), fk::conv2d_data_grad_params(w.shape(), cc.p), fk::activation::none, algo)
+      .forward(dy, dx, ws);
+  ASSERT_EQ(dx.shape(), x_shape) << cc.what();
+  EXPECT_LE(max_abs_diff(dx, want), tol<T>(cc.o * cc.kh * cc.kw)) << "data gradient as a convolution " << cc.what();
+}
+
+TEST(Conv2d, DataGradientIsAConvolutionOfDy) {
+  std::uint32_t seed = 3100;
+  int checked = 0;
+  for (const auto& cc : kCases) {
+    if (!fk::conv2d_data_grad_is_conv(shape{cc.o, cc.c, cc.kh, cc.kw}, cc.p)) continue;
+    check_data_grad_as_conv<float>(cc, seed += 10, fk::conv2d_algo::automatic);
+    check_data_grad_as_conv<double>(cc, seed += 10, fk::conv2d_algo::gemm);
+    if (cc.kh == 3 && cc.kw == 3) {
+      check_data_grad_as_conv<float>(cc, seed += 10, fk::conv2d_algo::winograd);
+      check_data_grad_as_conv<double>(cc, seed += 10, fk::conv2d_algo::winograd);
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 15);
+  // Strided, or padded as far as the kernel: no convolution form.
+  EXPECT_FALSE(fk::conv2d_data_grad_is_conv(shape{4, 3, 3, 3}, fk::conv2d_params::symmetric(1, 1, 2, 2)));
+  EXPECT_FALSE(fk::conv2d_data_grad_is_conv(shape{4, 3, 1, 1}, fk::conv2d_params::symmetric(1, 1)));
+  EXPECT_THROW(fk::conv2d_data_grad_params(shape{4, 3, 1, 1}, fk::conv2d_params::symmetric(1, 1)), facenet::argument_error);
+}
+
+// repack() gives what a new plan of the same weights gives, and refuses other shapes.
+TEST(Conv2dPlan, RepackMatchesANewPlan) {
+  const fk::conv2d_params p = fk::conv2d_params::symmetric(1, 1);
+  const Tensor<float> x = random_tensor<float>({2, 40, 14, 14}, 3200);
+  for (const auto algo : {fk::conv2d_algo::automatic, fk::conv2d_algo::gemm, fk::conv2d_algo::winograd}) {
+    fk::conv2d_plan<float> plan(random_tensor<float>({48, 40, 3, 3}, 3201), random_tensor<float>({48}, 3202), p,
+                                fk::activation::relu, algo);
+    const Tensor<float> w = random_tensor<float>({48, 40, 3, 3}, 3203), b = random_tensor<float>({48}, 3204);
+    plan.repack(w, b);
+    Tensor<float> y, want, ws;
+    plan.forward(x, y, ws);
+    fk::conv2d_plan<float>(w, b, p, fk::activation::relu, algo).forward(x, want, ws);
+    EXPECT_EQ(max_abs_diff(y, want), 0.0);
+    EXPECT_THROW(plan.repack(random_tensor<float>({48, 40, 1, 1}, 1), b), facenet::shape_error);
+    EXPECT_THROW(plan.repack(w, Tensor<float>()), facenet::argument_error);
+  }
+}
+
 TEST(Conv2dPlan, AutomaticSelection) {
   const auto plan = [](std::int64_t c, std::int64_t o, std::int64_t k, fk::conv2d_params p) {
     return fk::conv2d_plan<float>(Tensor<float>({o, c, k, k}), Tensor<float>(), p);

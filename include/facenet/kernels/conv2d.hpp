@@ -214,6 +214,35 @@ void conv2d_backward_data(const Tensor<T>& dy, const Tensor<T>& w, const shape& 
   }
 }
 
+// The data gradient of a stride-1 convolution is itself a convolution: of dy, with the weights
+// transposed and rotated by 180 degrees (conv2d_flip_weights) and each side padded by kernel - 1 -
+// pad. Run through a conv2d_plan it needs no column buffer and no col2im, and 3x3 layers can take
+// Winograd. It applies when no padding reaches the kernel size (the new padding must be >= 0).
+inline bool conv2d_data_grad_is_conv(const shape& w, const conv2d_params& p) {
+  return w.rank() == 4 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top < w[2] && p.pad_bottom < w[2] &&
+         p.pad_left < w[3] && p.pad_right < w[3];
+}
+inline conv2d_params conv2d_data_grad_params(const shape& w, const conv2d_params& p) {
+  FACENET_CHECK(conv2d_data_grad_is_conv(w, p), argument_error,
+                "conv2d_data_grad_params: weights " + w.str() + " with " + p.str() + " have no convolution form");
+  const auto kh = static_cast<int>(w[2]), kw = static_cast<int>(w[3]);
+  return conv2d_params{1, 1, kh - 1 - p.pad_top, kh - 1 - p.pad_bottom, kw - 1 - p.pad_left, kw - 1 - p.pad_right};
+}
+// out[c, o, ky, kx] = w[o, c, kh - 1 - ky, kw - 1 - kx]; out is resized.
+template <class T>
+void conv2d_flip_weights(const Tensor<T>& w, Tensor<T>& out) {
+  FACENET_CHECK(w.rank() == 4, shape_error, "conv2d_flip_weights: weights must be OIHW, got " + w.shape().str());
+  w.require_contiguous("conv2d_flip_weights weights");
+  const std::int64_t o = w.size(0), c = w.size(1), kh = w.size(2), kw = w.size(3);
+  out.resize({c, o, kh, kw});
+  for (std::int64_t oc = 0; oc < o; ++oc)
+    for (std::int64_t ic = 0; ic < c; ++ic) {
+      const T* src = w.data() + (oc * c + ic) * kh * kw;
+      T* dst = out.data() + (ic * o + oc) * kh * kw;
+      for (std::int64_t t = 0; t < kh * kw; ++t) dst[t] = src[kh * kw - 1 - t];
+    }
+}
+
 // dw = d loss / d w summed over the batch (and db = d loss / d bias when db is non-null), overwritten.
 // dw must arrive shaped [o, c, kh, kw]: with strides > 1 the kernel size is not implied by x and dy.
 template <class T>
@@ -269,21 +298,24 @@ class conv2d_plan {
     FACENET_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 &&
                       p.pad_right >= 0,
                   argument_error, "conv2d_plan: strides must be positive and padding non-negative (" + p.str() + ")");
-    const std::int64_t o = w.size(0), k = w.numel() / o;
-    const std::int64_t c = w.size(1);
     const bool fits = detail::winograd_applies(w.size(2), w.size(3), p.stride_h, p.stride_w);
     FACENET_CHECK(algo != conv2d_algo::winograd || fits, unsupported_error,
                   "conv2d_plan: Winograd F(2x2, 3x3) needs 3x3 weights and stride 1; got weights " + w.shape().str() + ", " +
                       p.str());
-    if (algo == conv2d_algo::winograd || (algo == conv2d_algo::automatic && fits && winograd_channels(c, o))) {
-      winograd_ = Tensor<T>::uninitialized({detail::winograd_packed_size<T>(o, c)});
-      detail::winograd_pack_weights(w.data(), o, c, winograd_.data());
-    }
-    if (algo != conv2d_algo::winograd) {
-      packed_ = Tensor<T>::uninitialized({detail::packed_a_size<T>(o, k)});
-      detail::pack_a_full(detail::a_source<T>{w.data(), k, false, nullptr}, o, k, packed_.data());
-    }
-    if (!bias.empty()) bias_ = bias.clone();
+    winograd_packed_ = algo == conv2d_algo::winograd || (algo == conv2d_algo::automatic && fits && winograd_channels(w.size(1), w.size(0)));
+    gemm_packed_ = algo != conv2d_algo::winograd;
+    pack(w, bias);
+  }
+
+  // Packs new weights (and bias) of the plan's shape into its buffers, allocating nothing: training
+  // repacks once per step and reuses the plan for every image of the batch.
+  void repack(const Tensor<T>& w, const Tensor<T>& bias) {
+    FACENET_CHECK(w.shape() == w_shape_, shape_error,
+                  "conv2d_plan::repack: weights " + w.shape().str() + " differ from the plan's " + w_shape_.str());
+    w.require_contiguous("conv2d_plan::repack weights");
+    detail::check_bias(bias, w_shape_[0], "conv2d_plan::repack");
+    FACENET_CHECK(bias.empty() == bias_.empty(), argument_error, "conv2d_plan::repack: bias present in only one of plan and call");
+    pack(w, bias);
   }
 
   // Automatic selection, from single-thread measurements of IRv1's and NN4's 3x3 layers: Winograd
@@ -294,9 +326,14 @@ class conv2d_plan {
   // layers on big maps gained too (conv2d_2a/2b at 77x77: 1.16x/1.18x) while Block35's 17x17 lost
   // (0.85x). Such weights are packed both ways; the map size picks per call.
   static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 32 && o >= 32; }
-  bool winograd_map(std::int64_t oh, std::int64_t ow) const {
-    const bool narrow = w_shape_[0] < 64 || w_shape_[1] < 64;
+  static bool winograd_map(const shape& w, std::int64_t oh, std::int64_t ow) {
+    const bool narrow = w[0] < 64 || w[1] < 64;
     return oh * ow >= (narrow ? 48 * 48 : 144);
+  }
+  // Whether automatic selection would run weights w with params p by Winograd for oh x ow outputs.
+  static bool automatic_winograd(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
+    return detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w) && winograd_channels(w[1], w[0]) &&
+           winograd_map(w, oh, ow);
   }
 
   // The algorithm forward() uses for an input of shape x.
@@ -355,12 +392,28 @@ class conv2d_plan {
     return g.spatial() <= 36 ? detail::forward_grouping::grouped : detail::forward_grouping::per_image;
   }
   bool uses_winograd(std::int64_t oh, std::int64_t ow) const {
-    return packed_.empty() || (!winograd_.empty() && winograd_map(oh, ow));
+    return packed_.empty() || (!winograd_.empty() && winograd_map(w_shape_, oh, ow));
+  }
+
+  void pack(const Tensor<T>& w, const Tensor<T>& bias) {
+    const std::int64_t o = w.size(0), k = w.numel() / o, c = w.size(1);
+    const auto sized = [](Tensor<T>& t, std::int64_t n) {
+      if (t.rank() != 1 || t.numel() != n) t = Tensor<T>::uninitialized({n});
+      return t.data();
+    };
+    if (winograd_packed_) detail::winograd_pack_weights(w.data(), o, c, sized(winograd_, detail::winograd_packed_size<T>(o, c)));
+    if (gemm_packed_)
+      detail::pack_a_full(detail::a_source<T>{w.data(), k, false, nullptr}, o, k, sized(packed_, detail::packed_a_size<T>(o, k)));
+    if (!bias.empty()) {
+      sized(bias_, o);
+      bias_.copy_from(bias.reshape({o}));
+    }
   }
 
   shape w_shape_;
   conv2d_params params_;
   activation act_;
+  bool winograd_packed_ = false, gemm_packed_ = true;
   Tensor<T> packed_;    // GEMM A panels of [o, c*kh*kw] (empty when Winograd is forced)
   Tensor<T> winograd_;  // winograd_pack_weights' U (empty unless Winograd is forced or may win)
   Tensor<T> bias_;

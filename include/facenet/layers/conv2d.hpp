@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,9 +43,11 @@ class conv2d final : public module<T> {
                                                 static_cast<int>(o.stride_h), static_cast<int>(o.stride_w));
   }
 
+  // The weights are packed once per call into a plan kept for the next (no allocation in steady
+  // state): the batch's images then share one packing, and 3x3 layers can take Winograd.
   void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
     x_ = x;
-    kernels::conv2d_forward(x, weight, bias, y, params_);
+    repacked(forward_plan_, weight, bias, params_).forward(x, y, ws_);
     profile_flops(flops(y));
   }
 
@@ -52,7 +55,13 @@ class conv2d final : public module<T> {
     require_forward_cache(x_, "conv2d");
     match_grad(weight, weight_grad);
     kernels::conv2d_backward_weight(x_, dy, weight_grad, opt_.bias ? &bias_grad : nullptr, params_);
-    kernels::conv2d_backward_data(dy, weight, x_.shape(), dx, params_);
+    if (data_grad_by_winograd()) {
+      kernels::conv2d_flip_weights(weight, flipped_);
+      repacked(data_grad_plan_, flipped_, Tensor<T>(), kernels::conv2d_data_grad_params(weight.shape(), params_))
+          .forward(dy, dx, ws_);
+    } else {
+      kernels::conv2d_backward_data(dy, weight, x_.shape(), dx, params_);
+    }
     profile_flops(2 * flops(dy));  // weight and data gradients: one forward's worth each
   }
   void backward_params(const Tensor<T>& dy) override {
@@ -80,7 +89,9 @@ class conv2d final : public module<T> {
   }
   // After prepare_*: infer() reads only the packed plan.
   void release_parameters() {
-    weight = bias = weight_grad = bias_grad = x_ = Tensor<T>();
+    weight = bias = weight_grad = bias_grad = x_ = flipped_ = ws_ = Tensor<T>();
+    forward_plan_.reset();
+    data_grad_plan_.reset();
   }
 
   void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override { infer_residual(x, y, ws, nullptr, T(1)); }
@@ -110,10 +121,32 @@ class conv2d final : public module<T> {
   Tensor<T> weight, bias, weight_grad, bias_grad;
 
  private:
+  // The data gradient runs as a convolution of dy (kernels::conv2d_data_grad_is_conv) only where that
+  // takes Winograd: NN4 batch 96, 2 threads, AVX2: conv3 182 -> 164 ms, inception_3a/3b 3x3 52 -> 48
+  // ms; by GEMM it was slower than backward_data's grouped products (4a-5b 3x3 and 5x5: 11 -> 20 ms).
+  bool data_grad_by_winograd() const {
+    if (!kernels::conv2d_data_grad_is_conv(weight.shape(), params_)) return false;
+    const shape flipped{weight.size(1), weight.size(0), weight.size(2), weight.size(3)};
+    return kernels::conv2d_plan<T>::automatic_winograd(flipped, kernels::conv2d_data_grad_params(weight.shape(), params_),
+                                                       x_.h(), x_.w());
+  }
+
+  static kernels::conv2d_plan<T>& repacked(std::optional<kernels::conv2d_plan<T>>& plan, const Tensor<T>& w,
+                                           const Tensor<T>& b, const kernels::conv2d_params& p) {
+    if (plan)
+      plan->repack(w, b);
+    else
+      plan.emplace(w, b, p);
+    return *plan;
+  }
+
   conv2d_options opt_;
   kernels::conv2d_params params_;
   Tensor<T> x_;
-  std::shared_ptr<const kernels::conv2d_plan<T>> plan_;
+  std::shared_ptr<const kernels::conv2d_plan<T>> plan_;  // inference
+  // Training: forward and data-gradient plans, the flipped weights and the kernels' workspace.
+  std::optional<kernels::conv2d_plan<T>> forward_plan_, data_grad_plan_;
+  Tensor<T> flipped_, ws_;
 };
 
 }  // namespace facenet::layers
