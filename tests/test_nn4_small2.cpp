@@ -138,6 +138,23 @@ TEST(NN4Small2, EmbedderIsThreadSafeAndBatchConsistent) {
   EXPECT_LE(facenet::testing::max_abs_diff(first, yb.batch(0).clone()), 1e-5);
 }
 
+// A batch is split over the threads (shares embedded with serial kernels) and what does not divide
+// evenly runs with the kernels parallel inside: every row, from either path, is that image's own
+// embedding.
+TEST(NN4Small2, SplitBatchRowsMatchSingleImages) {
+  models::nn4_small2<float> m;
+  randomize(m, 4);
+  const models::embedder<float> e(m);
+  const Tensor<float> x = facenet::testing::random_tensor<float>(shape{5, 3, 96, 96}, 9);
+  Tensor<float> y, one;
+  e.embed(x, y);
+  ASSERT_EQ(y.shape(), shape({5, 128}));
+  for (std::int64_t i = 0; i < 5; ++i) {
+    e.embed(x.batch(i).clone(), one);
+    EXPECT_LE(facenet::testing::max_abs_diff(one, y.batch(i).clone()), 1e-5) << "image " << i;
+  }
+}
+
 TEST(NN4Small2, EmbeddingsAreUnitLength) {
   models::nn4_small2<float> m;
   randomize(m, 4);
