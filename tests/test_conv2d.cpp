@@ -214,6 +214,24 @@ TEST(Conv2dPlan, MatchesForwardWithFusedEpilogue) {
   check_plan<double>({3, 19, 5, 5, 11, 1, 1, pads(0, 0, 0, 0)}, 80);
 }
 
+// Batches of 4 images per thread and more are split over the threads (uneven shares here): every
+// path - implicit GEMM, Winograd, images grouped per GEMM, 1x1 batched over images - with bias, relu
+// and a residual.
+TEST(Conv2dPlan, BatchesSplitOverThreadsMatchTheForward) {
+  const conv_case cases[] = {
+      {9, 5, 12, 12, 7, 3, 3, fk::conv2d_params::symmetric(1, 1)},   // implicit GEMM
+      {11, 6, 6, 6, 5, 3, 3, fk::conv2d_params::symmetric(1, 1)},    // 6x6 maps: images grouped per GEMM
+      {9, 17, 3, 3, 33, 1, 1, pads(0, 0, 0, 0)},                     // 1x1 over 3x3 maps: one GEMM per share
+      {10, 3, 13, 11, 4, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},  // strided im2col
+  };
+  std::uint32_t seed = 3300;
+  for (const auto& cc : cases) {
+    check_plan<float>(cc, seed += 10);
+    check_plan<double>(cc, seed += 10);
+    if (cc.kh == 3 && cc.kw == 3 && cc.p.stride_h == 1) check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd);
+  }
+}
+
 // Winograd F(2x2, 3x3) forced, against the scalar reference: odd and even output sizes (a ragged last
 // tile row/column), every padding side alone and together, one channel, batch > 1, bias, relu and a
 // residual, and maps big enough for several chunks per thread.

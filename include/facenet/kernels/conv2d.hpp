@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <mutex>
 #include <string>
 
 #include "facenet/core/error.hpp"
@@ -358,11 +360,9 @@ class conv2d_plan {
                     "conv2d_plan::forward: residual must not share storage with the output");
     }
     FACENET_CHECK(!x.shares_storage_with(y), argument_error, "conv2d_plan::forward: input and output share storage");
-    const bool wino = uses_winograd(g.oh, g.ow);
-    const detail::forward_grouping grouping = plan_grouping(g);
-    const std::int64_t lowering =
-        std::max<std::int64_t>(wino ? detail::winograd_workspace_size(g) : detail::forward_workspace_size<T>(g, grouping), 1);
-    if (ws.numel() < lowering || !ws.is_contiguous()) ws.resize({lowering});
+    const std::int64_t lowering = workspace_size(g);
+    const int threads = image_threads(g.n);
+    if (ws.numel() < lowering * threads || !ws.is_contiguous()) ws.resize({lowering * threads});
     y.resize(out);
     detail::conv_forward_args<T> a;
     a.weights = detail::a_source<T>{nullptr, 0, false, packed_.data()};
@@ -370,15 +370,26 @@ class conv2d_plan {
     a.residual_scale = residual_scale;
     a.relu = act_ == activation::relu;
     const T* r = residual ? residual->data() : nullptr;
-    if (!wino)
-      return detail::forward_batch(g, a, x.data(), y.data(), r, ws.data(),
-                                   detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)),
-                                   grouping);
-    for (std::int64_t i = 0; i < g.n; ++i) {
-      a.residual = r ? r + i * g.out_size() : nullptr;
-      detail::forward_image_winograd(g, a, winograd_.data(), x.data() + i * g.in_size(), y.data() + i * g.out_size(),
-                                     ws.data());
-    }
+    if (threads == 1) return forward_images(g, a, x.data(), y.data(), r, ws.data());
+    // Each thread runs its share of the images with the kernels serial and its own part of ws.
+    std::exception_ptr failure;
+    std::mutex failure_mutex;
+    parallel::parallel_region(
+        [&](int t, int nt) {
+          std::int64_t first, last;
+          parallel::split_range(g.n, nt, t, first, last);
+          detail::conv_geometry share = g;
+          share.n = last - first;
+          try {
+            forward_images(share, a, x.data() + first * g.in_size(), y.data() + first * g.out_size(),
+                           r ? r + first * g.out_size() : nullptr, ws.data() + t * lowering);
+          } catch (...) {
+            std::lock_guard<std::mutex> lock(failure_mutex);
+            if (!failure) failure = std::current_exception();
+          }
+        },
+        threads);
+    if (failure) std::rethrow_exception(failure);
   }
 
   const shape& weight_shape() const { return w_shape_; }
@@ -390,6 +401,29 @@ class conv2d_plan {
   // stay image by image: IRv1's 8x8 layers grouped were no faster, and 17x17 ones were slower.
   static detail::forward_grouping plan_grouping(const detail::conv_geometry& g) {
     return g.spatial() <= 36 ? detail::forward_grouping::grouped : detail::forward_grouping::per_image;
+  }
+  // Batches of at least 4 images per thread are split over the threads, each running its share with
+  // the kernels serial: NN4's training step at batch 96 spent ~9% of its time in OpenMP barriers of
+  // products split image by image. Smaller batches keep the kernels parallel inside.
+  static int image_threads(std::int64_t n) {
+    const int threads = parallel::in_parallel() ? 1 : parallel::max_threads();
+    return n >= 4 * threads ? threads : 1;
+  }
+  std::int64_t workspace_size(const detail::conv_geometry& g) const {
+    return std::max<std::int64_t>(uses_winograd(g.oh, g.ow) ? detail::winograd_workspace_size(g)
+                                                            : detail::forward_workspace_size<T>(g, plan_grouping(g)),
+                                  1);
+  }
+  // Images of g (g.n of them, at x, y and residual r) through Winograd or the GEMM lowering.
+  void forward_images(const detail::conv_geometry& g, detail::conv_forward_args<T> a, const T* x, T* y, const T* r,
+                      T* ws) const {
+    if (!uses_winograd(g.oh, g.ow))
+      return detail::forward_batch(g, a, x, y, r, ws, detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)),
+                                   plan_grouping(g));
+    for (std::int64_t i = 0; i < g.n; ++i) {
+      a.residual = r ? r + i * g.out_size() : nullptr;
+      detail::forward_image_winograd(g, a, winograd_.data(), x + i * g.in_size(), y + i * g.out_size(), ws);
+    }
   }
   bool uses_winograd(std::int64_t oh, std::int64_t ow) const {
     return packed_.empty() || (!winograd_.empty() && winograd_map(w_shape_, oh, ow));
