@@ -112,6 +112,23 @@ TEST(Conv2d, DoubleMatchesReference) {
   for (const auto& cc : kCases) check_against_reference<double>(cc, seed += 10);
 }
 
+// Batches of 4 images per thread and more: backward data and weights split over the threads in
+// uneven shares (partial weight gradients summed), grouped small maps, per-image products, 1x1.
+TEST(Conv2d, BatchesSplitOverThreadsMatchReference) {
+  const conv_case cases[] = {
+      {9, 5, 12, 12, 7, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+      {11, 6, 6, 6, 5, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+      {9, 17, 3, 3, 33, 1, 1, pads(0, 0, 0, 0)},
+      {10, 3, 13, 11, 4, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},
+      {8, 40, 9, 9, 130, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // dw of 46,800: split only as a batch
+  };
+  std::uint32_t seed = 3400;
+  for (const auto& cc : cases) {
+    check_against_reference<float>(cc, seed += 10);
+    check_against_reference<double>(cc, seed += 10);
+  }
+}
+
 TEST(Conv2d, SameHelperMatchesTensorFlow) {
   const auto p = fk::conv2d_params::same(160, 160, 3, 3, 2, 2);  // out 80: total pad 1, extra at the bottom
   EXPECT_EQ(p.pad_top, 0);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <mutex>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -78,6 +80,29 @@ inline void split_range(std::int64_t n, int parts, int i, std::int64_t& first, s
   const std::int64_t base = n / parts, rem = n % parts;
   first = i * base + (i < rem ? i : rem);
   last = first + base + (i < rem ? 1 : 0);
+}
+
+// Runs f(first, last) for near-equal shares of [0, n), one per thread of a parallel region of
+// `threads`, and rethrows on the calling thread the first exception a share threw (none may leave the
+// region).
+template <class F>
+void for_shares(std::int64_t n, int threads, F&& f) {
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  parallel_region(
+      [&](int t, int nt) {
+        std::int64_t first, last;
+        split_range(n, nt, t, first, last);
+        if (first == last) return;
+        try {
+          f(first, last);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(failure_mutex);
+          if (!failure) failure = std::current_exception();
+        }
+      },
+      threads);
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace facenet::parallel

@@ -7,8 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <exception>
-#include <mutex>
 #include <string>
 
 #include "facenet/core/error.hpp"
@@ -93,6 +91,18 @@ void forward_batch(const conv_geometry& g, conv_forward_args<T> a, const T* x, T
   }
 }
 
+// Batches of at least 4 images per thread are split over the threads, each running its share with
+// the kernels serial: NN4's training step at batch 96 spent ~9% of its time in OpenMP barriers of
+// products split image by image. Smaller batches keep the kernels parallel inside.
+inline int image_threads(std::int64_t n) {
+  const int threads = parallel::in_parallel() ? 1 : parallel::max_threads();
+  return n >= 4 * threads ? threads : 1;
+}
+inline conv_geometry image_share(conv_geometry g, std::int64_t images) {
+  g.n = images;
+  return g;
+}
+
 // conv2d_backward_data for `group` images per GEMM (images_per_gemm): dy of the group side by side
 // [o, group*S], dcol = W^T dy in one product, then col2im (or, for 1x1, a scatter) per image.
 template <class T>
@@ -109,6 +119,20 @@ void backward_data_grouped(const conv_geometry& g, const T* w, const T* dy, T* d
       continue;
     }
     for (std::int64_t j = 0; j < images; ++j) col2im(g, dcol + j * s, dx + (i0 + j) * g.in_size(), cols);
+  }
+}
+
+// dx of g.n images: grouped products for small maps, else one product (and col2im) per image.
+template <class T>
+void backward_data_images(const conv_geometry& g, const T* w, const T* dy, T* dx) {
+  const std::int64_t s = g.spatial();
+  if (const std::int64_t group = images_per_gemm<T>(g); group > 1) return backward_data_grouped(g, w, dy, dx, group);
+  T* col = g.pointwise() ? nullptr : thread_scratch<T>(2, g.k() * s);
+  for (std::int64_t i = 0; i < g.n; ++i) {
+    T* dxi = dx + i * g.in_size();
+    // dcol[k, s] = W^T dy: W is stored [o, k], so op(A) = W^T has lda = k.
+    gemm<T>(true, false, g.k(), s, g.o, T(1), w, g.k(), dy + i * g.out_size(), s, T(0), col ? col : dxi, s);
+    if (col) col2im(g, col, dxi);
   }
 }
 
@@ -130,12 +154,15 @@ void backward_weight_grouped(const conv_geometry& g, const T* x, const T* dy, T*
   }
 }
 
-// conv2d_backward_weight for small weights on large maps, with each thread taking a share of the
-// images into its own partial dw, summed at the end. Splitting each image's product instead gave NN4
-// conv1 (64 x 147 weights, 48x48 outputs) 77 GFLOP/s: every image paid a barrier and an im2col
-// shared between the cores for a product of 43 MFLOP. Partial sums of so small a dw cost nothing.
+// conv2d_backward_weight with each thread taking a share of the images into its own partial dw,
+// summed at the end: for small weights on large maps, and for any weights once the batch holds 4
+// images per thread (image_threads). Splitting each image's product instead gave NN4 conv1 (64 x 147
+// weights, 48x48 outputs) 77 GFLOP/s: every image paid a barrier and an im2col shared between the
+// cores for a product of 43 MFLOP. NN4's training step at batch 96 (AVX2, 2 threads) took 1.4% less
+// time with the larger layers split too (1014 -> 1001 ms, 3 alternating runs each).
 inline bool by_images_applies(const conv_geometry& g) {
-  return !g.pointwise() && g.n >= 2 && g.o * g.k() <= 16384 && parallel::max_threads() > 1 && !parallel::in_parallel();
+  if (g.pointwise() || parallel::in_parallel() || parallel::max_threads() < 2) return false;
+  return image_threads(g.n) > 1 || (g.n >= 2 && g.o * g.k() <= 16384);
 }
 // dw = sum over images [i0, i1) of dy_i * col_i^T (overwritten; i1 > i0), image by image.
 template <class T>
@@ -204,16 +231,12 @@ void conv2d_backward_data(const Tensor<T>& dy, const Tensor<T>& w, const shape& 
   dy.require_contiguous("conv2d_backward_data dy");
   w.require_contiguous("conv2d_backward_data weights");
   dx.resize(x_shape);
-  const std::int64_t s = g.spatial();
-  if (const std::int64_t group = detail::images_per_gemm<T>(g); group > 1)
-    return detail::backward_data_grouped(g, w.data(), dy.data(), dx.data(), group);
-  T* col = g.pointwise() ? nullptr : detail::thread_scratch<T>(2, g.k() * s);
-  for (std::int64_t i = 0; i < g.n; ++i) {
-    T* dxi = dx.data() + i * g.in_size();
-    // dcol[k, s] = W^T dy: W is stored [o, k], so op(A) = W^T has lda = k.
-    gemm<T>(true, false, g.k(), s, g.o, T(1), w.data(), g.k(), dy.data() + i * g.out_size(), s, T(0), col ? col : dxi, s);
-    if (col) detail::col2im(g, col, dxi);
-  }
+  const int threads = detail::image_threads(g.n);
+  if (threads == 1) return detail::backward_data_images(g, w.data(), dy.data(), dx.data());
+  parallel::for_shares(g.n, threads, [&](std::int64_t first, std::int64_t last) {
+    detail::backward_data_images(detail::image_share(g, last - first), w.data(), dy.data() + first * g.out_size(),
+                                 dx.data() + first * g.in_size());
+  });
 }
 
 // The data gradient of a stride-1 convolution is itself a convolution: of dy, with the weights
@@ -361,7 +384,7 @@ class conv2d_plan {
     }
     FACENET_CHECK(!x.shares_storage_with(y), argument_error, "conv2d_plan::forward: input and output share storage");
     const std::int64_t lowering = workspace_size(g);
-    const int threads = image_threads(g.n);
+    const int threads = detail::image_threads(g.n);
     if (ws.numel() < lowering * threads || !ws.is_contiguous()) ws.resize({lowering * threads});
     y.resize(out);
     detail::conv_forward_args<T> a;
@@ -372,24 +395,11 @@ class conv2d_plan {
     const T* r = residual ? residual->data() : nullptr;
     if (threads == 1) return forward_images(g, a, x.data(), y.data(), r, ws.data());
     // Each thread runs its share of the images with the kernels serial and its own part of ws.
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    parallel::parallel_region(
-        [&](int t, int nt) {
-          std::int64_t first, last;
-          parallel::split_range(g.n, nt, t, first, last);
-          detail::conv_geometry share = g;
-          share.n = last - first;
-          try {
-            forward_images(share, a, x.data() + first * g.in_size(), y.data() + first * g.out_size(),
-                           r ? r + first * g.out_size() : nullptr, ws.data() + t * lowering);
-          } catch (...) {
-            std::lock_guard<std::mutex> lock(failure_mutex);
-            if (!failure) failure = std::current_exception();
-          }
-        },
-        threads);
-    if (failure) std::rethrow_exception(failure);
+    parallel::for_shares(g.n, threads, [&](std::int64_t first, std::int64_t last) {
+      forward_images(detail::image_share(g, last - first), a, x.data() + first * g.in_size(),
+                     y.data() + first * g.out_size(), r ? r + first * g.out_size() : nullptr,
+                     ws.data() + parallel::thread_index() * lowering);
+    });
   }
 
   const shape& weight_shape() const { return w_shape_; }
@@ -401,13 +411,6 @@ class conv2d_plan {
   // stay image by image: IRv1's 8x8 layers grouped were no faster, and 17x17 ones were slower.
   static detail::forward_grouping plan_grouping(const detail::conv_geometry& g) {
     return g.spatial() <= 36 ? detail::forward_grouping::grouped : detail::forward_grouping::per_image;
-  }
-  // Batches of at least 4 images per thread are split over the threads, each running its share with
-  // the kernels serial: NN4's training step at batch 96 spent ~9% of its time in OpenMP barriers of
-  // products split image by image. Smaller batches keep the kernels parallel inside.
-  static int image_threads(std::int64_t n) {
-    const int threads = parallel::in_parallel() ? 1 : parallel::max_threads();
-    return n >= 4 * threads ? threads : 1;
   }
   std::int64_t workspace_size(const detail::conv_geometry& g) const {
     return std::max<std::int64_t>(uses_winograd(g.oh, g.ow) ? detail::winograd_workspace_size(g)

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <exception>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -248,19 +247,8 @@ class embedder {
       return;
     }
     y.resize({n, info_.embedding_size});
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    parallel::parallel_region(
-        [&](int t, int) {
-          try {
-            embed_rows(x, t * share, share, y);
-          } catch (...) {
-            std::lock_guard<std::mutex> lock(failure_mutex);
-            if (!failure) failure = std::current_exception();
-          }
-        },
-        threads);
-    if (failure) std::rethrow_exception(failure);
+    parallel::for_shares(share * threads, threads,
+                         [&](std::int64_t first, std::int64_t last) { embed_rows(x, first, last - first, y); });
     if (const std::int64_t done = share * threads; done < n) embed_rows(x, done, n - done, y);
   }
   Tensor<T> embed(const Tensor<T>& x) const {
