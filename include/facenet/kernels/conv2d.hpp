@@ -158,11 +158,12 @@ void backward_weight_grouped(const conv_geometry& g, const T* x, const T* dy, T*
 // summed at the end: for small weights on large maps, and for any weights once the batch holds 4
 // images per thread (image_threads). Splitting each image's product instead gave NN4 conv1 (64 x 147
 // weights, 48x48 outputs) 77 GFLOP/s: every image paid a barrier and an im2col shared between the
-// cores for a product of 43 MFLOP. NN4's training step at batch 96 (AVX2, 2 threads) took 1.4% less
-// time with the larger layers split too (1014 -> 1001 ms, 3 alternating runs each).
-inline bool by_images_applies(const conv_geometry& g) {
-  if (g.pointwise() || parallel::in_parallel() || parallel::max_threads() < 2) return false;
-  return image_threads(g.n) > 1 || (g.n >= 2 && g.o * g.k() <= 16384);
+// cores for a product of 43 MFLOP. NN4's training step at batch 96 (AVX2, 2 threads, 3 alternating
+// runs each) took 1014 -> 1001 ms with the larger layers split too, and 955 ms with 1x1 layers and
+// grouped small maps split as well (each share then runs grouped products).
+inline bool by_images_applies(const conv_geometry& g, std::int64_t group) {
+  if (parallel::in_parallel() || parallel::max_threads() < 2) return false;
+  return image_threads(g.n) > 1 || (!g.pointwise() && group == 1 && g.n >= 2 && g.o * g.k() <= 16384);
 }
 // dw = sum over images [i0, i1) of dy_i * col_i^T (overwritten; i1 > i0), image by image.
 template <class T>
@@ -180,7 +181,7 @@ template <class T>
 void backward_weight_by_images(const conv_geometry& g, const T* x, const T* dy, T* dw) {
   const std::int64_t size = g.o * g.k();
   const int threads = parallel::max_threads();
-  T* partial = thread_scratch<T>(5, size * (threads - 1));  // threads 1.. (thread 0 sums into dw)
+  T* partial = thread_scratch<T>(6, size * (threads - 1));  // threads 1.. (thread 0 sums into dw)
   int used = 1;
   parallel::parallel_region(
       [&](int t, int nt) {
@@ -188,8 +189,12 @@ void backward_weight_by_images(const conv_geometry& g, const T* x, const T* dy, 
         std::int64_t i0, i1;
         parallel::split_range(g.n, nt, t, i0, i1);
         T* acc = t == 0 ? dw : partial + (t - 1) * size;
-        if (i0 == i1) std::fill(acc, acc + size, T(0));
-        backward_weight_images(g, x, dy, i0, i1, acc);  // nested: im2col and the product run on this thread
+        if (i0 == i1) return std::fill(acc, acc + size, T(0));
+        // Nested: im2col and the products run on this thread.
+        if (const std::int64_t group = images_per_gemm<T>(g); group > 1)
+          backward_weight_grouped(image_share(g, i1 - i0), x + i0 * g.in_size(), dy + i0 * g.out_size(), acc, group);
+        else
+          backward_weight_images(g, x, dy, i0, i1, acc);
       },
       threads);
   for (int t = 1; t < used; ++t)
@@ -285,10 +290,11 @@ void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& 
   dy.require_contiguous("conv2d_backward_weight dy");
   dw.require_contiguous("conv2d_backward_weight dw");
   const std::int64_t s = g.spatial();
-  if (const std::int64_t group = detail::images_per_gemm<T>(g); group > 1) {
-    detail::backward_weight_grouped(g, x.data(), dy.data(), dw.data(), group);
-  } else if (detail::by_images_applies(g)) {
+  const std::int64_t group = detail::images_per_gemm<T>(g);
+  if (detail::by_images_applies(g, group)) {
     detail::backward_weight_by_images(g, x.data(), dy.data(), dw.data());
+  } else if (group > 1) {
+    detail::backward_weight_grouped(g, x.data(), dy.data(), dw.data(), group);
   } else {
     detail::backward_weight_images(g, x.data(), dy.data(), 0, g.n, dw.data());
   }

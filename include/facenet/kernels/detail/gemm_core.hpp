@@ -66,9 +66,10 @@ inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1
 // independent buffers one thread needs at once: T slots 0/1 = packed B/A panels (every GEMM thread),
 // T slot 2 = convolution lowering (calling thread), T slot 3 = Winograd chunks (every conv thread),
 // T slot 4 = B^T of a few-column product (calling thread), T slot 5 = a group's dy side by side
-// (grouped convolution backward) or the other threads' partial dw (backward_weight_by_images),
-// calling thread, int64 slot 2 = conv row offsets, int64 slot 3 = matrix row offsets (calling
-// thread), int64 slot 4 = im2col's valid output ranges (calling thread).
+// (grouped convolution backward), T slot 6 = the other threads' partial dw (backward_weight_by_images:
+// the calling thread's, while every thread runs grouped products), int64 slot 2 = conv row offsets,
+// int64 slot 3 = matrix row offsets (calling thread), int64 slot 4 = im2col's valid output ranges
+// (calling thread).
 template <class T>
 T* thread_scratch(int slot, std::int64_t count) {
   struct buffer {
@@ -78,7 +79,7 @@ T* thread_scratch(int slot, std::int64_t count) {
       if (p) ::operator delete(p, std::align_val_t(64));
     }
   };
-  thread_local buffer buffers[6];
+  thread_local buffer buffers[7];
   buffer& b = buffers[slot];
   const std::size_t need = static_cast<std::size_t>(count) * sizeof(T) + 64;
   if (need > b.bytes) {
