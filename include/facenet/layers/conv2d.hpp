@@ -57,7 +57,8 @@ class conv2d final : public module<T> {
     kernels::conv2d_backward_weight(x_, dy, weight_grad, opt_.bias ? &bias_grad : nullptr, params_);
     if (data_grad_by_winograd()) {
       kernels::conv2d_flip_weights(weight, flipped_);
-      repacked(data_grad_plan_, flipped_, Tensor<T>(), kernels::conv2d_data_grad_params(weight.shape(), params_))
+      repacked(data_grad_plan_, flipped_, Tensor<T>(), kernels::conv2d_data_grad_params(weight.shape(), params_),
+               kernels::conv2d_algo::winograd)
           .forward(dy, dx, ws_);
     } else {
       kernels::conv2d_backward_data(dy, weight, x_.shape(), dx, params_);
@@ -131,12 +132,15 @@ class conv2d final : public module<T> {
                                                        x_.h(), x_.w());
   }
 
+  // The data-gradient plan is built for Winograd only: its GEMM panels would be packed every step
+  // and never read.
   static kernels::conv2d_plan<T>& repacked(std::optional<kernels::conv2d_plan<T>>& plan, const Tensor<T>& w,
-                                           const Tensor<T>& b, const kernels::conv2d_params& p) {
+                                           const Tensor<T>& b, const kernels::conv2d_params& p,
+                                           kernels::conv2d_algo algo = kernels::conv2d_algo::automatic) {
     if (plan)
       plan->repack(w, b);
     else
-      plan.emplace(w, b, p);
+      plan.emplace(w, b, p, kernels::activation::none, algo);
     return *plan;
   }
 

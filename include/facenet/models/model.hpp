@@ -268,22 +268,23 @@ class embedder {
   // A slot borrowed from the pool for one call, returned even when the call throws.
   class lease {
    public:
-    explicit lease(const embedder& e) : e_(e), ws_(e.acquire()) {}
-    ~lease() { e_.release(std::move(ws_)); }
+    explicit lease(const embedder& e) : e_(e), slot_(e.acquire()) {}
+    ~lease() { e_.release(std::move(slot_)); }
     lease(const lease&) = delete;
     lease& operator=(const lease&) = delete;
-    struct slot* get() const noexcept { return ws_.get(); }
+    slot* get() const noexcept { return slot_.get(); }
 
    private:
     const embedder& e_;
-    std::unique_ptr<slot> ws_;
+    std::unique_ptr<slot> slot_;
   };
 
   // y[first, first + count) = embeddings of those images of x, through a pooled workspace and output.
   void embed_rows(const Tensor<T>& x, std::int64_t first, std::int64_t count, Tensor<T>& y) const {
-    lease ws(*this);
-    model_->root().infer(x.slice(0, first, count), ws.get()->out, ws.get()->ws);
-    const Tensor<T>& out = ws.get()->out;
+    lease held(*this);
+    slot& s = *held.get();
+    model_->root().infer(x.slice(0, first, count), s.out, s.ws);
+    const Tensor<T>& out = s.out;
     FACENET_CHECK(out.shape() == shape({count, info_.embedding_size}), shape_error,
                   "embed: the network gave " + out.shape().str() + " for " + std::to_string(count) + " images, expected " +
                       std::to_string(info_.embedding_size) + " values each");
