@@ -112,8 +112,8 @@ inline void store_partial(T* p, const batch<T>& v, std::size_t n) {
   v.store_aligned(tmp);
   for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
 }
-// Lanes [lo[0], ..., lo[w/2 - 1], hi[0], ..., hi[w/2 - 1]]: two 8-row float panels of a packed GEMM
-// operand in one AVX-512 register.
+// Lanes [lo[0], ..., lo[w/2 - 1], hi[0], ..., hi[w/2 - 1]]: two mr-row float panels of a packed GEMM
+// operand in one register (8-row panels on AVX-512, 4-row on AVX2).
 template <class T>
 inline batch<T> load_halves(const T* lo, const T* hi) {
   constexpr std::size_t half = width<T> / 2;
@@ -121,6 +121,11 @@ inline batch<T> load_halves(const T* lo, const T* hi) {
   if constexpr (std::is_same<T, float>::value && width<T> == 16)
     return batch<T>(_mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(lo))),
                                                         _mm256_castps_pd(_mm256_loadu_ps(hi)), 1)));
+#elif defined(__AVX__)
+  // Two 4-row panels on AVX2. Through the stack the two narrow stores could not forward to the wide
+  // load, a stall on every k step of the few-column GEMM.
+  if constexpr (std::is_same<T, float>::value && width<T> == 8)
+    return batch<T>(_mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1));
 #endif
   alignas(64) T tmp[width<T>];
   for (std::size_t i = 0; i < half; ++i) tmp[i] = lo[i], tmp[half + i] = hi[i];

@@ -667,25 +667,31 @@ template <class T>
 inline constexpr int panels_per_vector = simd::width<T> == 2 * gemm_shape<T>::mr ? 2 : 1;
 template <class T>
 using panel_vector = std::conditional_t<panels_per_vector<T> == 2, simd::batch<T>, panel_batch<T>>;
+// Registers of panels per step: two when their 2 x NC accumulators fit beside the two panel loads and
+// a broadcast (AVX-512's 32 registers hold NC <= 12), else one (AVX2's 16 hold two only for NC <= 6):
+// spilled accumulators cost more than the second register saves.
+template <class T, int NC>
+inline constexpr int panel_registers = 2 * NC + 3 <= (gemm_shape<T>::wide ? 32 : 16) ? 2 : 1;
 
 // C rows of panels [q0, q1) (whole mr-row panels of the pre-packed A) against bc, B as k x NC rows:
-// two registers of S = panels_per_vector panels per step.
+// R = panel_registers registers of S = panels_per_vector panels per step.
 template <class T, int NC>
 void panel_columns(std::int64_t q0, std::int64_t q1, std::int64_t m, std::int64_t k, T alpha, const T* packed,
                                    const T* bc, T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
   using P = panel_vector<T>;
-  constexpr int mr = gemm_shape<T>::mr, S = panels_per_vector<T>, rows = S * mr;
+  constexpr int mr = gemm_shape<T>::mr, S = panels_per_vector<T>, R = panel_registers<T, NC>, rows = S * mr;
   const std::int64_t mp = round_up(m, mr), kb = k_block<T>(k);
-  for (std::int64_t q = q0; q < q1; q += 2 * S) {
-    const int panels = static_cast<int>(std::min<std::int64_t>(2 * S, q1 - q));
+  for (std::int64_t q = q0; q < q1; q += R * S) {
+    const int panels = static_cast<int>(std::min<std::int64_t>(R * S, q1 - q));
     // C as gemm_block's tile stores would leave it after each K block (same roundings, so a sample's
     // output does not depend on the batch it came in): [register][column][row of its S panels].
-    alignas(64) T run[2][NC][rows];
+    alignas(64) T run[R][NC][rows];
     for (std::int64_t k0 = 0; k0 < k; k0 += kb) {
       const std::int64_t kc = std::min(kb, k - k0);
       // Panel h of this step; a missing last one repeats the first (computed, never stored).
       const auto panel = [&](int h) { return packed + k0 * mp + (q + (h < panels ? h : 0)) * mr * kc; };
-      const T* a[4] = {panel(0), panel(1), panel(S == 2 ? 2 : 0), panel(S == 2 ? 3 : 0)};
+      const T* a[R * S];
+      for (int h = 0; h < R * S; ++h) a[h] = panel(h);
       const auto load = [&](int v, std::int64_t p) {
         if constexpr (S == 2)
           return simd::load_halves(a[2 * v] + p * mr, a[2 * v + 1] + p * mr);
@@ -693,22 +699,23 @@ void panel_columns(std::int64_t q0, std::int64_t q1, std::int64_t m, std::int64_
           return P::load_unaligned(a[v] + p * mr);
       };
       const T* b = bc + k0 * NC;
-      P acc[2][NC];
+      P acc[R][NC];
 #pragma GCC unroll 16
-      for (int j = 0; j < NC; ++j) acc[0][j] = acc[1][j] = P(T(0));
+      for (int j = 0; j < NC; ++j)
+        for (int v = 0; v < R; ++v) acc[v][j] = P(T(0));
       for (std::int64_t p = 0; p < kc; ++p) {
         if (p % 2 == 0)  // weights stream once: 4 KiB ahead, as a_packed_view (a line is 2 float k steps)
-          for (int h = 0; h < 2 * S; ++h) __builtin_prefetch(a[h] + (p + 128) * mr, 0, 3);
-        const P x0 = load(0, p), x1 = load(1, p);
+          for (int h = 0; h < R * S; ++h) __builtin_prefetch(a[h] + (p + 128) * mr, 0, 3);
+        P x[R];
+        for (int v = 0; v < R; ++v) x[v] = load(v, p);
 #pragma GCC unroll 16
         for (int j = 0; j < NC; ++j) {
           const P bj(b[p * NC + j]);
-          acc[0][j] = simd::fma(x0, bj, acc[0][j]);
-          acc[1][j] = simd::fma(x1, bj, acc[1][j]);
+          for (int v = 0; v < R; ++v) acc[v][j] = simd::fma(x[v], bj, acc[v][j]);
         }
       }
       // The tile store's merge: alpha*acc, plus beta*C on the first block, plus C so far on later ones.
-      for (int v = 0; v < 2; ++v)
+      for (int v = 0; v < R; ++v)
         for (int j = 0; j < NC; ++j) {
           P x = P(alpha) * acc[v][j];
           if (k0 > 0) {
@@ -741,20 +748,20 @@ void gemm_packed_few_columns(std::int64_t m, std::int64_t n, std::int64_t k, T a
   T* bc = thread_scratch<T>(4, n * k);
   for (std::int64_t p = 0; p < k; ++p)
     for (std::int64_t j = 0; j < n; ++j) bc[p * n + j] = bs.at(p, j);
-  constexpr int step = 2 * panels_per_vector<T>;  // panels per panel_columns step
-  const std::int64_t steps = (m + step * gemm_shape<T>::mr - 1) / (step * gemm_shape<T>::mr);
-  const int threads = m * n * k < std::int64_t(1) << 17 ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(steps)));
-  parallel::parallel_region(
-      [&](int t, int nt) {
-        std::int64_t first = 0, last = 0;
-        parallel::split_range(steps, nt, t, first, last);
-        const std::int64_t q0 = step * first, q1 = std::min((m + gemm_shape<T>::mr - 1) / gemm_shape<T>::mr, step * last);
-        const auto run = [&](auto nc) {
-          panel_columns<T, decltype(nc)::value>(q0, q1, m, k, alpha, packed, bc, beta, c, ldc, ep);
-        };
-        with_column_count(n, run);
-      },
-      threads);
+  const auto run = [&](auto nc) {
+    constexpr int NC = decltype(nc)::value, step = panel_registers<T, NC> * panels_per_vector<T>;  // panels per step
+    const std::int64_t panels = (m + gemm_shape<T>::mr - 1) / gemm_shape<T>::mr, steps = (panels + step - 1) / step;
+    const int threads =
+        m * n * k < std::int64_t(1) << 17 ? 1 : std::max(1, std::min<int>(parallel::max_threads(), static_cast<int>(steps)));
+    parallel::parallel_region(
+        [&](int t, int nt) {
+          std::int64_t first = 0, last = 0;
+          parallel::split_range(steps, nt, t, first, last);
+          panel_columns<T, NC>(step * first, std::min(panels, step * last), m, k, alpha, packed, bc, beta, c, ldc, ep);
+        },
+        threads);
+  };
+  with_column_count(n, run);
 }
 
 // Reads B in place when few row tiles share each packed B element (m small); sources that can be read
