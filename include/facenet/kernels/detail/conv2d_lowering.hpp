@@ -122,12 +122,12 @@ void im2col_row(const conv_geometry& g, const T* src, std::int64_t ky, std::int6
 inline constexpr std::int64_t im2col_table_limit = 4096;
 
 template <class T>
-void im2col_by_table(const conv_geometry& g, const T* x, T* col, std::int64_t ld) {
-  const std::int64_t taps = g.kh * g.kw, s = g.spatial();
+void im2col_by_table(const conv_geometry& g, const T* x, T* col, std::int64_t ld, std::int64_t oy0, std::int64_t oy1) {
+  const std::int64_t taps = g.kh * g.kw, j0 = oy0 * g.ow, s = (oy1 - oy0) * g.ow;
   std::int32_t* at = thread_scratch<std::int32_t>(5, taps * s);  // source offset in a channel, -1 for padding
   for (std::int64_t t = 0; t < taps; ++t)
     for (std::int64_t j = 0; j < s; ++j) {
-      const std::int64_t iy = (j / g.ow) * g.sh - g.pt + t / g.kw, ix = (j % g.ow) * g.sw - g.pl + t % g.kw;
+      const std::int64_t iy = ((j0 + j) / g.ow) * g.sh - g.pt + t / g.kw, ix = ((j0 + j) % g.ow) * g.sw - g.pl + t % g.kw;
       at[t * s + j] = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? static_cast<std::int32_t>(iy * g.w + ix) : -1;
     }
   parallel::parallel_for(
@@ -135,7 +135,7 @@ void im2col_by_table(const conv_geometry& g, const T* x, T* col, std::int64_t ld
       [&](std::int64_t c) {
         const T* src = x + c * g.h * g.w;
         for (std::int64_t t = 0; t < taps; ++t) {
-          T* dst = col + (c * taps + t) * ld;
+          T* dst = col + (c * taps + t) * ld + j0;
           const std::int32_t* a = at + t * s;
           for (std::int64_t j = 0; j < s; ++j) dst[j] = a[j] >= 0 ? src[a[j]] : T(0);
         }
@@ -152,7 +152,7 @@ template <class T>
 void im2col(const conv_geometry& g, const T* x, T* col, std::int64_t ld = 0, std::int64_t oy0 = 0, std::int64_t oy1 = -1) {
   if (ld == 0) ld = g.spatial();
   if (oy1 < 0) oy1 = g.oh;
-  if (oy0 == 0 && oy1 == g.oh && g.kh * g.kw * g.spatial() <= im2col_table_limit) return im2col_by_table(g, x, col, ld);
+  if (g.kh * g.kw * (oy1 - oy0) * g.ow <= im2col_table_limit) return im2col_by_table(g, x, col, ld, oy0, oy1);
   std::int64_t* y_ranges = thread_scratch<std::int64_t>(4, 2 * (g.kh + g.kw));
   std::int64_t* x_ranges = y_ranges + 2 * g.kh;
   offset_ranges(g.h, g.sh, g.pt, g.oh, g.kh, y_ranges);
@@ -355,13 +355,14 @@ void forward_image_transposed(const conv_geometry& g, const conv_forward_args<T>
 // multiplies, and no thread reads what the other core wrote a moment before. Lowering on all threads
 // and then multiplying on all threads did, and cost NN4 conv1 (im2col) a third more than the two
 // steps timed apart (2 threads: 300 us against 34 + 190; 200 us split by rows). Only for products
-// of many columns (`columns`: the whole image's), which the GEMM would split by columns anyway: on
-// NN4's 6x6 maps each thread's 18 columns ran 1.4-1.5x slower than splitting the channels. False,
-// without calling f, when the split does not apply.
+// of many columns (`columns`: the whole image's; 128 per thread and more), which the GEMM would
+// split by columns anyway: on NN4's 6x6 maps each thread's 18 columns ran 1.4-1.5x slower than
+// splitting the channels, while IRv1 conv2d_4b's 289 gained. False, without calling f, when the
+// split does not apply.
 template <class F>
 bool by_output_rows(const conv_geometry& g, std::int64_t columns, F&& f) {
   const int threads = parallel::max_threads();
-  if (threads < 2 || parallel::in_parallel() || g.oh < 2 * threads || columns < 384 * threads) return false;
+  if (threads < 2 || parallel::in_parallel() || g.oh < 2 * threads || columns < 128 * threads) return false;
   parallel::parallel_region([&](int t, int nt) {
     std::int64_t oy0, oy1;
     parallel::split_range(g.oh, nt, t, oy0, oy1);
@@ -397,11 +398,14 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
   }
   if (!g.implicit()) {
     const bool split = by_output_rows(g, g.spatial(), [&](std::int64_t oy0, std::int64_t oy1) {
-      const std::int64_t j0 = oy0 * g.ow;
+      // Each thread lowers into a block of its own (k rows of its n columns at ws + k*j0): rows shared
+      // by the threads would share a cache line at the boundary of every row (IRv1 conv2d_4b, 17x17
+      // outputs, 2 threads: 2.35 -> 1.78 ms).
+      const std::int64_t j0 = oy0 * g.ow, n = (oy1 - oy0) * g.ow;
       gemm_epilogue<T> part;
-      im2col(g, x, ws, g.spatial(), oy0, oy1);
-      gemm_run(g.o, (oy1 - oy0) * g.ow, g.k(), T(1), a.weights, b_matrix<T>{ws + j0, g.spatial(), false}, T(0), y + j0,
-               g.spatial(), epilogue_from(fuse ? &ep : nullptr, j0, part));
+      im2col(g, x, ws + (g.k() - 1) * j0, n, oy0, oy1);  // im2col adds the rows' first column, j0
+      gemm_run(g.o, n, g.k(), T(1), a.weights, b_matrix<T>{ws + g.k() * j0, n, false}, T(0), y + j0, g.spatial(),
+               epilogue_from(fuse ? &ep : nullptr, j0, part));
     });
     if (split) return;
     im2col(g, x, ws);
