@@ -31,6 +31,8 @@ const conv_shape kShapes[] = {
     {"irv1_block17_1x7_128to128_8", 128, 8, 8, 128, 1, 7, fk::conv2d_params::symmetric(0, 3)},
     {"irv1_block17_7x1_128to128_8", 128, 8, 8, 128, 7, 1, fk::conv2d_params::symmetric(3, 0)},
     {"irv1_block8_1x3_192to192_3", 192, 3, 3, 192, 1, 3, fk::conv2d_params::symmetric(0, 1)},
+    {"irv1_block35_1x1_256to32_17", 256, 17, 17, 32, 1, 1, {}},
+    {"irv1_block35_up_96to256_17", 96, 17, 17, 256, 1, 1, {}},
     {"irv1_block17_1x1_896to128_8", 896, 8, 8, 128, 1, 1, {}},
     {"irv1_block8_1x1_1792to192_3", 1792, 3, 3, 192, 1, 1, {}},
     {"irv1_block8_up_384to1792_3", 384, 3, 3, 1792, 1, 1, {}},
@@ -38,6 +40,8 @@ const conv_shape kShapes[] = {
     {"nn4_conv3_3x3_64to192_p1_24", 64, 24, 24, 192, 3, 3, fk::conv2d_params::symmetric(1, 1)},
     {"nn4_3a_3x3_96to128_p1_12", 96, 12, 12, 128, 3, 3, fk::conv2d_params::symmetric(1, 1)},
     {"nn4_3a_5x5_16to32_p2_12", 16, 12, 12, 32, 5, 5, fk::conv2d_params::symmetric(2, 2)},
+    {"nn4_3c_1x1_320to128_12", 320, 12, 12, 128, 1, 1, {}},
+    {"nn4_3c_5x5_32to64_s2_12", 32, 12, 12, 64, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},
     {"nn4_4a_3x3_128to256_s2_12", 128, 12, 12, 256, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},
 };
 

@@ -40,6 +40,7 @@ const conv_case kCases[] = {
     {2, 3, 17, 15, 11, 7, 7, fk::conv2d_params::symmetric(3, 3, 2, 2)},  // NN4 conv1-like, im2col
     {1, 4, 64, 66, 8, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // 32x33 outputs: lowered and multiplied by rows
     {1, 5, 35, 36, 7, 3, 3, pads(0, 0, 0, 0, 2, 2)},     // 17x17 outputs: by rows, each lowered through the offset table
+    {1, 15, 13, 13, 6, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},  // 7x7 outputs gathered while packing; a K block starts mid-channel
     {1, 6, 40, 36, 8, 3, 3, fk::conv2d_params::symmetric(1, 1)},        // implicit GEMM and compaction by rows
     {1, 3, 9, 41, 5, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // stride 2, 21 outputs: full vectors and a tail
     {1, 6, 9, 10, 5, 3, 3, pads(0, 0, 0, 0, 2, 2)},      // stride 2, no padding

@@ -121,15 +121,35 @@ void im2col_row(const conv_geometry& g, const T* src, std::int64_t ky, std::int6
 // output pixels.
 inline constexpr std::int64_t im2col_table_limit = 4096;
 
+// Source offsets within a channel of the kernel taps x output pixels of rows [oy0, oy1), tap-major,
+// -1 for padding; the same for every channel. In the calling thread's scratch. Nested loops, not
+// divisions of a flat index: 64-bit divisions cost more than the copies they serve.
+inline const std::int32_t* offset_table(const conv_geometry& g, std::int64_t oy0, std::int64_t oy1) {
+  std::int32_t* at = thread_scratch<std::int32_t>(5, g.kh * g.kw * (oy1 - oy0) * g.ow);
+  std::int32_t* entry = at;
+  for (std::int64_t ky = 0; ky < g.kh; ++ky)
+    for (std::int64_t kx = 0; kx < g.kw; ++kx)
+      for (std::int64_t oy = oy0; oy < oy1; ++oy) {
+        const std::int64_t iy = oy * g.sh - g.pt + ky;
+        for (std::int64_t ox = 0; ox < g.ow; ++ox) {
+          const std::int64_t ix = ox * g.sw - g.pl + kx;
+          *entry++ = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? static_cast<std::int32_t>(iy * g.w + ix) : -1;
+        }
+      }
+  return at;
+}
+
+// src[at] or 0 for padding, without a branch (the padding pattern mispredicts).
+template <class T>
+inline T gather_or_zero(const T* src, std::int32_t at) {
+  const T v = src[at < 0 ? 0 : at];
+  return at < 0 ? T(0) : v;
+}
+
 template <class T>
 void im2col_by_table(const conv_geometry& g, const T* x, T* col, std::int64_t ld, std::int64_t oy0, std::int64_t oy1) {
   const std::int64_t taps = g.kh * g.kw, j0 = oy0 * g.ow, s = (oy1 - oy0) * g.ow;
-  std::int32_t* at = thread_scratch<std::int32_t>(5, taps * s);  // source offset in a channel, -1 for padding
-  for (std::int64_t t = 0; t < taps; ++t)
-    for (std::int64_t j = 0; j < s; ++j) {
-      const std::int64_t iy = ((j0 + j) / g.ow) * g.sh - g.pt + t / g.kw, ix = ((j0 + j) % g.ow) * g.sw - g.pl + t % g.kw;
-      at[t * s + j] = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? static_cast<std::int32_t>(iy * g.w + ix) : -1;
-    }
+  const std::int32_t* at = offset_table(g, oy0, oy1);
   parallel::parallel_for(
       0, g.c,
       [&](std::int64_t c) {
@@ -137,11 +157,40 @@ void im2col_by_table(const conv_geometry& g, const T* x, T* col, std::int64_t ld
         for (std::int64_t t = 0; t < taps; ++t) {
           T* dst = col + (c * taps + t) * ld + j0;
           const std::int32_t* a = at + t * s;
-          for (std::int64_t j = 0; j < s; ++j) dst[j] = a[j] >= 0 ? src[a[j]] : T(0);
+          for (std::int64_t j = 0; j < s; ++j) dst[j] = gather_or_zero(src, a[j]);
         }
       },
       min_iterations(taps * s));
 }
+
+// B of a convolution over few output pixels (at most im2col_table_limit taps x pixels), gathered
+// from the image while packing: row p = (channel, tap), column j = output pixel. No lowered matrix
+// is written by one thread and read by another: each GEMM thread gathers the columns it multiplies
+// from the read-only input (NN4 inception_3c's 5x5 stride 2 at batch 1 ran slower on 2 threads than
+// on 1 through im2col).
+template <class T>
+struct b_gathered {
+  const T* x;
+  std::int64_t plane, taps, s;  // channel size, taps per channel, output pixels
+  const std::int32_t* table;    // offset_table of all output rows
+  T at(std::int64_t p, std::int64_t j) const { return gather_or_zero(x + p / taps * plane, table[p % taps * s + j]); }
+  void direct_rows(std::int64_t, const T*&, const std::int64_t*&) const {}  // rows are not in memory
+  template <int NR>
+  void pack(std::int64_t k0, std::int64_t kc, std::int64_t j0, std::int64_t cols, T* dst) const {
+    std::int64_t c = k0 / taps, t = k0 % taps;
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const T* src = x + c * plane;
+      const std::int32_t* a = table + t * s + j0;
+      T* d = dst + p * NR;
+      for (std::int64_t jt = 0; jt < cols; jt += NR, d += NR * kc) {
+        const std::int64_t width = std::min<std::int64_t>(NR, cols - jt);
+        for (std::int64_t j = 0; j < width; ++j) d[j] = gather_or_zero(src, a[jt + j]);
+        for (std::int64_t j = width; j < NR; ++j) d[j] = T(0);
+      }
+      if (++t == taps) t = 0, ++c;
+    }
+  }
+};
 
 // col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside), for the
 // output rows [oy0, oy1) (all by default): columns [oy0*ow, oy1*ow). Rows of col are `ld` apart
@@ -408,6 +457,14 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
                epilogue_from(fuse ? &ep : nullptr, j0, part));
     });
     if (split) return;
+    // Few pixels for the tiled product (more than the few-column path's 12, whose copy of B would
+    // gather element by element): gather while packing.
+    const std::int64_t taps = g.kh * g.kw;
+    if (g.spatial() > 12 && taps * g.spatial() <= im2col_table_limit) {
+      gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, b_gathered<T>{x, g.h * g.w, taps, g.spatial(), offset_table(g, 0, g.oh)},
+               T(0), y, g.spatial(), fuse ? &ep : nullptr);
+      return;
+    }
     im2col(g, x, ws);
     gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, b_matrix<T>{ws, g.spatial(), false}, T(0), y, g.spatial(), fuse ? &ep : nullptr);
     return;
