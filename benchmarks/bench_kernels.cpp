@@ -142,6 +142,7 @@ std::vector<bench_case> cases() {
       {"max_3x3s2/irv1_maxpool_3a_64x73", 64, 73, 73, pool2d_params::square(3, 2), 0},
       {"max_3x3s2/irv1_block35_branch_192x35", 192, 35, 35, pool2d_params::square(3, 2), 0},
       {"max_3x3s2p1/nn4_pool1_64x48", 64, 48, 48, pool2d_params::square(3, 2, 1), 0},
+      {"max_3x3s2p1/nn4_pool2_192x24", 192, 24, 24, pool2d_params::square(3, 2, 1), 0},
       {"max_3x3s1p1/nn4_3a_192x12", 192, 12, 12, pool2d_params::square(3, 1, 1), 0},
       {"l2_3x3s1p1/nn4_3b_256x12", 256, 12, 12, pool2d_params::square(3, 1, 1), 2},
       {"l2_3x3s1p1/nn4_4a_320x6", 320, 6, 6, pool2d_params::square(3, 1, 1), 2},
@@ -160,6 +161,13 @@ std::vector<bench_case> cases() {
                      if (ps.kind == 2) fk::l2_pool2d_forward(*x, ps.p, *y);
                    }));
                  }});
+    if (ps.kind == 0)  // inference: no indices
+      v.push_back({std::string("max_pool2d_infer/") + ps.name, [ps](std::int64_t n) {
+                     auto x = std::make_shared<Tensor<float>>(filled(shape{n, ps.c, ps.h, ps.w}));
+                     auto y = std::make_shared<Tensor<float>>();
+                     const double bytes = bytes_of(x->shape()) + bytes_of(fk::pool2d_output_shape(x->shape(), ps.p));
+                     return std::make_pair(bytes, std::function<void()>([=] { fk::max_pool2d_forward(*x, ps.p, *y); }));
+                   }});
     v.push_back({std::string(kinds[ps.kind]) + "_backward/" + ps.name, [ps](std::int64_t n) {
                    auto x = std::make_shared<Tensor<float>>(filled(shape{n, ps.c, ps.h, ps.w}));
                    auto y = std::make_shared<Tensor<float>>(), dx = std::make_shared<Tensor<float>>();
