@@ -43,6 +43,9 @@ const conv_shape kShapes[] = {
     {"nn4_3c_1x1_320to128_12", 320, 12, 12, 128, 1, 1, {}},
     {"nn4_3c_5x5_32to64_s2_12", 32, 12, 12, 64, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},
     {"nn4_4a_3x3_128to256_s2_12", 128, 12, 12, 256, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},
+    {"nn4_3b_5x5_32to64_p2_12", 32, 12, 12, 64, 5, 5, fk::conv2d_params::symmetric(2, 2)},
+    {"nn4_4a_3x3_96to192_p1_6", 96, 6, 6, 192, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+    {"nn4_4a_5x5_32to64_p2_6", 32, 6, 6, 64, 5, 5, fk::conv2d_params::symmetric(2, 2)},
 };
 
 // plan_forward lets the plan choose; plan_gemm / plan_winograd force one algorithm (3x3 stride 1 only).
