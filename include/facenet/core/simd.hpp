@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 // GCC 12.2's AVX-512 intrinsic headers raise false -Wmaybe-uninitialized / -Wuninitialized
@@ -108,32 +110,31 @@ inline void store_partial(T* p, const batch<T>& v, std::size_t n) {
   // Not vmaskmov: as a store it took 3.6 ns on the AVX2 machine (Zen 2) against 1.0-1.2 for these
   // at most three narrowing stores, and 1.8 for the copy through a stack buffer.
   if (n >= width<T>) return v.store_unaligned(p);
-  if constexpr (std::is_same<T, float>::value && width<T> == 8) {
-    __m128 part = _mm256_castps256_ps128(v);
-    if (n >= 4) {
-      _mm_storeu_ps(p, part);
-      part = _mm256_extractf128_ps(v, 1);
-      p += 4;
-      n -= 4;
+  if constexpr (std::is_floating_point<T>::value && width<T> * sizeof(T) == 32) {  // stores of 16, 8 and 4 bytes
+    __m256i bits;
+    if constexpr (std::is_same<T, float>::value)
+      bits = _mm256_castps_si256(v);
+    else
+      bits = _mm256_castpd_si256(v);
+    auto* out = reinterpret_cast<char*>(p);
+    std::size_t bytes = n * sizeof(T);
+    __m128i part = _mm256_castsi256_si128(bits);
+    if (bytes >= 16) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out), part);
+      part = _mm256_extracti128_si256(bits, 1);
+      out += 16;
+      bytes -= 16;
     }
-    if (n >= 2) {
-      _mm_storel_pi(reinterpret_cast<__m64*>(p), part);
-      part = _mm_movehl_ps(part, part);
-      p += 2;
-      n -= 2;
+    if (bytes >= 8) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out), part);
+      part = _mm_srli_si128(part, 8);
+      out += 8;
+      bytes -= 8;
     }
-    if (n >= 1) _mm_store_ss(p, part);
-    return;
-  }
-  if constexpr (std::is_same<T, double>::value && width<T> == 4) {
-    __m128d part = _mm256_castpd256_pd128(v);
-    if (n >= 2) {
-      _mm_storeu_pd(p, part);
-      part = _mm256_extractf128_pd(v, 1);
-      p += 2;
-      n -= 2;
+    if (bytes >= 4) {
+      const std::int32_t last = _mm_cvtsi128_si32(part);
+      std::memcpy(out, &last, sizeof(last));
     }
-    if (n >= 1) _mm_store_sd(p, part);
     return;
   }
 #endif
