@@ -204,6 +204,26 @@ TEST(Inception, InferenceMatchesEvalForward) {
   expect_infer_matches_eval(*b, shape{2, 4, 7, 7}, 1e-12);
 }
 
+// Inference runs the branches' leading 1x1 convolutions stacked as one: at batch 1 the branches read
+// channel slices of its output in place, at batch 3 they read them made dense. convert_to_inference()
+// frees the heads' own packed weights, so only the stacked ones can give these outputs.
+TEST(Concat, StackedPointwiseHeadsMatchEvalForward) {
+  for (const std::int64_t n : {1, 3}) {
+    auto inception = blocks::make_inception<double>(tiny_inception(layers::pool_kind::max, 2, 1, false));
+    randomize_parameters(*inception, 19);
+    expect_infer_matches_eval(*inception, shape{n, 4, 7, 7}, 1e-12);
+    auto b17 = blocks::make_block17<double>(0.1, 5, 2);
+    randomize_parameters(*b17, 20);
+    const Tensor<double> x = facenet::testing::random_tensor<double>(shape{n, 5, 6, 5}, 21);
+    Tensor<double> y_eval, y_inf;
+    b17->forward(x, y_eval, false);
+    b17->convert_to_inference();
+    layers::workspace<double> ws;
+    b17->infer(x, y_inf, ws);
+    EXPECT_LE(facenet::testing::max_abs_diff(y_inf, y_eval), 1e-12) << "batch " << n;
+  }
+}
+
 TEST(Blocks, BackwardBeforeForwardIsAnError) {
   auto b = blocks::make_block17<double>(0.1, 5, 2);
   Tensor<double> dy(shape{1, 5, 3, 3}), dx;

@@ -49,6 +49,20 @@ TYPED_TEST(concat, channels_match_reference) {
     }
 }
 
+// Channel slices of a batch (each image dense, the images apart) concatenate as their dense copies.
+TYPED_TEST(concat, channel_slices_of_a_batch) {
+  using T = TypeParam;
+  const auto whole = random_tensor<T>(shape{3, 9, 4, 5}, 6), other = random_tensor<T>(shape{3, 2, 4, 5}, 7);
+  const Tensor<T> slice = whole.slice(1, 2, 4), dense = slice.clone();
+  ASSERT_FALSE(slice.is_contiguous());
+  Tensor<T> y, y_ref;
+  k::depth_concat_forward<T>({&other, &slice}, y);
+  ref::depth_concat_forward<T>({&other, &dense}, y_ref);
+  EXPECT_EQ(max_abs_diff(y, y_ref), 0.0);
+  const Tensor<T> columns = whole.slice(3, 1, 3), dense_columns = columns.clone();  // rows apart in an image
+  EXPECT_THROW(k::concat_channels<T>({&dense_columns, &columns}, y), facenet::shape_error);
+}
+
 TYPED_TEST(concat, rank2_features) {
   using T = TypeParam;
   const auto a = random_tensor<T>(shape{3, 5}, 1), b = random_tensor<T>(shape{3, 2}, 2);

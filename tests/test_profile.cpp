@@ -73,9 +73,14 @@ TEST(Profile, Nn4InferenceTreeLabelsFlopsAndUnchangedOutput) {
                                       "inception_3b", "inception_3c", "inception_4a", "inception_4e", "inception_5a",
                                       "inception_5b", "pool2d", "dense", "l2_normalize"}));
   const std::size_t i3a = find(prof, top, profile_pass::infer, "inception_3a");
-  EXPECT_EQ(children_labels(prof, i3a, profile_pass::infer), (std::vector<std::string>{"3x3", "5x5", "pool", "1x1"}));
+  // The 1x1 convolutions that open the 3x3, 5x5 and 1x1 branches run stacked, as one scope.
+  EXPECT_EQ(children_labels(prof, i3a, profile_pass::infer),
+            (std::vector<std::string>{"pointwise_heads", "3x3", "5x5", "pool", "1x1"}));
+  const auto& heads = prof.nodes()[find(prof, i3a, profile_pass::infer, "pointwise_heads")];
+  EXPECT_EQ(heads.detail, "1x1 192->176");  // 96 + 16 + 64 output channels
+  EXPECT_EQ(heads.out, "[2, 176, 12, 12]");
   const std::size_t b3 = find(prof, i3a, profile_pass::infer, "3x3");
-  EXPECT_EQ(children_labels(prof, b3, profile_pass::infer), (std::vector<std::string>{"conv1", "conv2"}));
+  EXPECT_EQ(children_labels(prof, b3, profile_pass::infer), (std::vector<std::string>{"conv2"}));
   const auto& conv2 = prof.nodes()[find(prof, b3, profile_pass::infer, "conv2")];
   EXPECT_EQ(conv2.kind, "basic_conv");
   EXPECT_EQ(conv2.detail, "3x3 96->128");
@@ -178,7 +183,7 @@ TEST(Profile, ReportNamesLayersHotspotsAndKinds) {
   std::string text;
   for (int c; (c = std::fgetc(f)) != EOF;) text += static_cast<char>(c);
   std::fclose(f);
-  for (const char* s : {"inference:", "inception_3a", "    conv1 ", "hottest", "by kind:", "basic_conv 3x3",
+  for (const char* s : {"inference:", "inception_3a", "  pointwise_heads ", "    conv2 ", "hottest", "by kind:", "basic_conv 3x3",
                         "concat (own)"})
     EXPECT_NE(text.find(s), std::string::npos) << s << "\n" << text;
   EXPECT_THROW(prof.print(stdout, 0), argument_error);

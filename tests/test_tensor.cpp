@@ -74,6 +74,28 @@ TEST(tensor, strided_copy) {
         for (int x = 0; x < 3; ++x) EXPECT_EQ(dst(n, c, y, x), a(n, c + 2, y, x));
 }
 
+// Views whose dense tail is a row or a single element copy by smaller blocks, both directions.
+TEST(tensor, strided_copy_of_row_and_column_views) {
+  auto a = facenet::testing::random_tensor<float>(shape{2, 3, 4, 5}, 8);
+  Tensor<float> rows({2, 3, 2, 5}), cols({2, 3, 4, 2});
+  rows.copy_from(a.slice(2, 1, 2));
+  cols.copy_from(a.slice(3, 3, 2));
+  Tensor<float> back = a.clone();
+  back.slice(3, 0, 2).copy_from(cols);  // into a strided destination
+  for (int n = 0; n < 2; ++n)
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < 4; ++y)
+        for (int x = 0; x < 5; ++x) {
+          if (y < 2) {
+            EXPECT_EQ(rows(n, c, y, x), a(n, c, y + 1, x));
+          }
+          if (x < 2) {
+            EXPECT_EQ(cols(n, c, y, x), a(n, c, y, x + 3));
+          }
+          EXPECT_EQ(back(n, c, y, x), x < 2 ? a(n, c, y, x + 3) : a(n, c, y, x));
+        }
+}
+
 // Zeros on demand: large buffers are fresh anonymous pages, small ones cleared memory; both read as
 // zero, are aligned and writable, including the rounded-up tail SIMD loads may touch.
 TEST(tensor, zeros_on_demand_are_zero_aligned_and_writable) {

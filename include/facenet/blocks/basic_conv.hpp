@@ -56,6 +56,20 @@ class basic_conv final : public layers::module<T> {
     grad_bn_ = Tensor<T>();
   }
 
+  // 1x1, stride 1, unpadded: a convolution a concat may stack with its siblings' into one.
+  bool pointwise() const noexcept {
+    const layers::conv2d_options& o = conv_.options();
+    return o.kernel_h == 1 && o.kernel_w == 1 && o.stride_h == 1 && o.stride_w == 1 && o.pad_h == 0 && o.pad_w == 0;
+  }
+  // The convolution with BN folded in, as inference packs it; false once the weights were released.
+  bool fold(Tensor<T>& w, Tensor<T>& b) const {
+    if (conv_.weight.empty() || bn_.weight.empty()) return false;
+    bn_.fold_into(conv_.weight, conv_.bias, w, b);
+    return true;
+  }
+  // Frees the packed inference weights of a conv that runs stacked with its siblings' instead.
+  void release_inference() { conv_.release_plan(); }
+
   layers::conv2d<T>& conv() noexcept { return conv_; }
   layers::batch_norm<T>& bn() noexcept { return bn_; }
 

@@ -180,22 +180,29 @@ class Tensor {
     return t;
   }
 
-  // Copies values from `src` (same shape; either may be a strided view).
+  // Copies values from `src` (same shape; either may be a strided view). The trailing dimensions that
+  // both store densely move as one block (a channel slice of a batch: one memmove per image); only
+  // the dimensions before them are walked index by index.
   void copy_from(const Tensor& src) {
     FACENET_CHECK(src.shape_ == shape_, shape_error, "copy_from: shape " + src.shape_.str() + " into " + shape_.str());
-    if (is_contiguous() && src.is_contiguous()) {
-      if (numel()) std::memmove(data_, src.data_, static_cast<std::size_t>(numel()) * sizeof(T));
-      return;
+    if (numel() == 0) return;
+    int outer = rank();
+    std::int64_t block = 1;
+    for (; outer > 0; --outer) {
+      const int d = outer - 1;
+      if (shape_[d] != 1 && (strides_[d] != block || src.strides_[d] != block)) break;
+      block *= shape_[d];
     }
+    const std::size_t bytes = static_cast<std::size_t>(block) * sizeof(T);
     std::int64_t idx[shape::max_rank] = {};
-    for (std::int64_t k = 0, n = numel(); k < n; ++k) {
+    for (std::int64_t k = 0, n = numel() / block; k < n; ++k) {
       std::int64_t od = 0, os = 0;
-      for (int i = 0; i < rank(); ++i) {
+      for (int i = 0; i < outer; ++i) {
         od += idx[i] * strides_[i];
         os += idx[i] * src.strides_[i];
       }
-      data_[od] = src.data_[os];
-      for (int i = rank() - 1; i >= 0; --i) {
+      std::memmove(data_ + od, src.data_ + os, bytes);
+      for (int i = outer - 1; i >= 0; --i) {
         if (++idx[i] < shape_[i]) break;
         idx[i] = 0;
       }

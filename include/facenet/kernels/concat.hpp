@@ -48,7 +48,7 @@ void concat_copy(std::int64_t count, Part&& part, Elem* whole, const shape& whol
     std::int64_t h, w;
     plane_of(p.shape(), h, w);
     auto* block = whole + (n * C + offset) * H * W;
-    auto* mine = p.data() + n * ci * h * w;
+    auto* mine = p.data() + n * p.stride(0);  // parts may be channel slices of a larger batch
     const std::size_t bytes = static_cast<std::size_t>(ci * h * w) * sizeof(*mine);
     const std::int64_t top = (H - h) / 2, left = (W - w) / 2;
     if constexpr (Gather) {
@@ -98,7 +98,10 @@ template <class T>
 void concat_forward(const Tensor<T>* const* inputs, std::size_t count, Tensor<T>& y, bool centre, const char* kernel) {
   for (std::size_t i = 0; i < count; ++i) {
     FACENET_CHECK(inputs[i] != nullptr, argument_error, std::string(kernel) + ": input " + std::to_string(i) + " is null");
-    require_contiguous(*inputs[i], kernel, "input");
+    // Each image must be one dense block; the images themselves may lie apart (channel slices).
+    FACENET_CHECK(inputs[i]->rank() >= 1 && inputs[i]->slice(0, 0, std::min<std::int64_t>(1, inputs[i]->size(0))).is_contiguous(),
+                  shape_error, std::string(kernel) + ": input " + std::to_string(i) + " of shape " + inputs[i]->shape().str() +
+                                   " does not store each image densely");
   }
   const shape out = concat_shape(count, [&](std::size_t i) { return inputs[i]->shape(); }, centre, kernel);
   y.resize(out);

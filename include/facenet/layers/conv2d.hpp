@@ -95,6 +95,8 @@ class conv2d final : public module<T> {
     data_grad_plan_.reset();
   }
 
+  void release_plan() noexcept { plan_.reset(); }
+
   void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override { infer_residual(x, y, ws, nullptr, T(1)); }
 
   // y = act(residual + scale * conv(x)) in one pass (residual may be null: y = act(scale * conv(x))).

@@ -24,6 +24,7 @@ class sequential final : public module<T> {
   }
   std::size_t size() const noexcept { return children_.size(); }
   module<T>& child(std::size_t i) { return *children_.at(i).second; }
+  const module<T>& child(std::size_t i) const { return *children_.at(i).second; }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override { forward_first(children_.size(), x, y, training); }
   void backward(const Tensor<T>& dy, Tensor<T>& dx) override { backward_children(children_.size(), dy, &dx); }
@@ -51,12 +52,18 @@ class sequential final : public module<T> {
     clear_cache();
   }
 
-  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override {
+  void infer(const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const override { infer_from(0, x, y, ws); }
+
+  // Children first .. end on x, the output of child first - 1 (a concat that ran the first child of
+  // several branches as one convolution continues each branch here).
+  void infer_from(std::size_t first, const Tensor<T>& x, Tensor<T>& y, workspace<T>& ws) const {
     require_children(children_.size());
+    FACENET_CHECK(first < children_.size(), argument_error,
+                  "sequential: no layer " + std::to_string(first) + " of " + std::to_string(children_.size()));
     workspace_scope<T> scope(ws);
     Tensor<T>* buf[2] = {&ws.take(), &ws.take()};
     const Tensor<T>* in = &x;
-    for (std::size_t i = 0; i < children_.size(); ++i) {
+    for (std::size_t i = first; i < children_.size(); ++i) {
       Tensor<T>& out = i + 1 < children_.size() ? *buf[i % 2] : y;
       profile_scope<T> timed(children_[i].first, *children_[i].second, profile_pass::infer, out);
       children_[i].second->infer(*in, out, ws);
