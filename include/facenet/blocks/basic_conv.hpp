@@ -33,7 +33,9 @@ class basic_conv final : public layers::module<T> {
     backward_to_conv(dy);
     conv_.backward_params(grad_bn_);
   }
-  void prepare_inference() override { conv_.prepare_fused(&bn_, true); }
+  void prepare_inference() override {
+    if (!stacked_) conv_.prepare_fused(&bn_, true);
+  }
   void convert_to_inference() override {
     prepare_inference();
     conv_.release_parameters();
@@ -67,8 +69,11 @@ class basic_conv final : public layers::module<T> {
     bn_.fold_into(conv_.weight, conv_.bias, w, b);
     return true;
   }
-  // Frees the packed inference weights of a conv that runs stacked with its siblings' instead.
-  void release_inference() { conv_.release_plan(); }
+  // A concat runs this conv inside a stacked one: inference packs no weights of its own for it.
+  void run_stacked() {
+    stacked_ = true;
+    conv_.release_plan();
+  }
 
   layers::conv2d<T>& conv() noexcept { return conv_; }
   layers::batch_norm<T>& bn() noexcept { return bn_; }
@@ -84,6 +89,7 @@ class basic_conv final : public layers::module<T> {
   layers::relu<T> relu_;
   std::string conv_name_, bn_name_;
   Tensor<T> conv_out_, grad_, grad_bn_;
+  bool stacked_ = false;
 };
 
 }  // namespace facenet::blocks

@@ -63,17 +63,15 @@ class concat final : public layers::module<T> {
 
   // Inference runs the branches' leading 1x1 convolutions (all read x) as one stacked convolution:
   // one GEMM with their rows together, one packing of x, and at batch 1 a product big enough to
-  // split between the threads. The folded weights are taken before the branches release theirs.
+  // split between the threads. The folded weights are taken before the branches release theirs, and
+  // the heads then pack none of their own.
   void prepare_inference() override {
     stack_pointwise_heads();
     for (auto& b : branches_) b.second->prepare_inference();
   }
   void convert_to_inference() override {
     stack_pointwise_heads();
-    for (std::size_t i = 0; i < branches_.size(); ++i) {
-      branches_[i].second->convert_to_inference();
-      if (stacked(i)) heads_[i]->release_inference();  // runs inside heads_conv_ now
-    }
+    for (auto& b : branches_) b.second->convert_to_inference();
     clear_cache();
   }
 
@@ -216,7 +214,8 @@ class concat final : public layers::module<T> {
     conv->release_parameters();
     heads_conv_ = std::move(conv);
     stack_ = std::move(stack);
-    heads_ = std::move(heads);
+    for (basic_conv<T>* h : heads)
+      if (h) h->run_stacked();
   }
 
   std::vector<std::pair<std::string, layers::module_ptr<T>>> branches_;
@@ -224,7 +223,6 @@ class concat final : public layers::module<T> {
   Tensor<T> branch_dx_;
   std::unique_ptr<layers::conv2d<T>> heads_conv_;  // inference: the stacked 1x1 heads, or null
   std::vector<stacked_branch> stack_;
-  std::vector<basic_conv<T>*> heads_;
 };
 
 }  // namespace facenet::blocks
