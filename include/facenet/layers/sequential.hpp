@@ -24,7 +24,6 @@ class sequential final : public module<T> {
   }
   std::size_t size() const noexcept { return children_.size(); }
   module<T>& child(std::size_t i) { return *children_.at(i).second; }
-  const module<T>& child(std::size_t i) const { return *children_.at(i).second; }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, bool training) override { forward_first(children_.size(), x, y, training); }
   void backward(const Tensor<T>& dy, Tensor<T>& dx) override { backward_children(children_.size(), dy, &dx); }
