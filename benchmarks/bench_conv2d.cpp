@@ -28,6 +28,7 @@ const conv_shape kShapes[] = {
     {"irv1_mixed_6a_3x3_256to384_s2_17", 256, 17, 17, 384, 3, 3, {2, 2, 0, 0, 0, 0}},
     {"irv1_mixed_7a_3x3_256to384_s2_8", 256, 8, 8, 384, 3, 3, {2, 2, 0, 0, 0, 0}},
     {"irv1_block35_3x3_32to32_p1_17", 32, 17, 17, 32, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+    {"irv1_mixed_6a_3x3_192to192_p1_17", 192, 17, 17, 192, 3, 3, fk::conv2d_params::symmetric(1, 1)},
     {"irv1_block17_1x7_128to128_8", 128, 8, 8, 128, 1, 7, fk::conv2d_params::symmetric(0, 3)},
     {"irv1_block17_7x1_128to128_8", 128, 8, 8, 128, 7, 1, fk::conv2d_params::symmetric(3, 0)},
     {"irv1_block8_1x3_192to192_3", 192, 3, 3, 192, 1, 3, fk::conv2d_params::symmetric(0, 1)},
@@ -48,13 +49,15 @@ const conv_shape kShapes[] = {
     {"nn4_4a_5x5_32to64_p2_6", 32, 6, 6, 64, 5, 5, fk::conv2d_params::symmetric(2, 2)},
 };
 
-// plan_forward lets the plan choose; plan_gemm / plan_winograd force one algorithm (3x3 stride 1 only).
-enum class pass { plan_forward, plan_gemm, plan_winograd, forward, backward_data, backward_weight };
+// plan_forward lets the plan choose; plan_gemm / plan_winograd (F(2x2, 3x3)) / plan_winograd_4x4 force
+// one algorithm (the Winograd ones 3x3 stride 1 only).
+enum class pass { plan_forward, plan_gemm, plan_winograd, plan_winograd_4x4, forward, backward_data, backward_weight };
 const char* pass_name(pass p) {
   switch (p) {
     case pass::plan_forward: return "plan_forward";
     case pass::plan_gemm: return "plan_gemm";
     case pass::plan_winograd: return "plan_winograd";
+    case pass::plan_winograd_4x4: return "plan_winograd_4x4";
     case pass::forward: return "forward";
     case pass::backward_data: return "backward_data";
     case pass::backward_weight: return "backward_weight";
@@ -75,32 +78,37 @@ void bm_conv(benchmark::State& state, conv_shape cs, pass which, std::int64_t ba
   const facenet::shape ys = fk::conv2d_output_shape(x.shape(), w.shape(), cs.p);
   const Tensor<float> dy = filled(ys, 0.03f);
   Tensor<float> y, ws, dx, dw(w.shape()), db;
-  const fk::conv2d_algo algo = which == pass::plan_gemm       ? fk::conv2d_algo::gemm
-                               : which == pass::plan_winograd ? fk::conv2d_algo::winograd
-                                                              : fk::conv2d_algo::automatic;
+  const fk::conv2d_algo algo = which == pass::plan_gemm           ? fk::conv2d_algo::gemm
+                               : which == pass::plan_winograd     ? fk::conv2d_algo::winograd
+                               : which == pass::plan_winograd_4x4 ? fk::conv2d_algo::winograd_4x4
+                                                                  : fk::conv2d_algo::automatic;
   const fk::conv2d_plan<float> plan(w, b, cs.p, fk::activation::relu, algo);
   const double flops = 2.0 * static_cast<double>(ys.numel()) * static_cast<double>(cs.c * cs.kh * cs.kw);
   facenet::bench::run_timed(state, flops, threads, [&] {
     switch (which) {
       case pass::plan_forward:
       case pass::plan_gemm:
-      case pass::plan_winograd: plan.forward(x, y, ws); break;
+      case pass::plan_winograd:
+      case pass::plan_winograd_4x4: plan.forward(x, y, ws); break;
       case pass::forward: fk::conv2d_forward(x, w, b, y, cs.p); break;
       case pass::backward_data: fk::conv2d_backward_data(dy, w, x.shape(), dx, cs.p); break;
       case pass::backward_weight: fk::conv2d_backward_weight(x, dy, dw, &db, cs.p); break;
     }
     benchmark::ClobberMemory();
   });
-  state.SetLabel("out " + ys.str() + (plan.algo_for(x.shape()) == fk::conv2d_algo::winograd ? " winograd" : ""));
+  const fk::conv2d_algo ran = plan.algo_for(x.shape());
+  state.SetLabel("out " + ys.str() + (ran == fk::conv2d_algo::winograd       ? " winograd"
+                                      : ran == fk::conv2d_algo::winograd_4x4 ? " winograd 4x4"
+                                                                             : ""));
 }
 
 const int kRegistered = [] {
   for (const auto& cs : kShapes)
-    for (pass which : {pass::plan_forward, pass::plan_gemm, pass::plan_winograd, pass::forward, pass::backward_data,
-                       pass::backward_weight})
+    for (pass which : {pass::plan_forward, pass::plan_gemm, pass::plan_winograd, pass::plan_winograd_4x4, pass::forward,
+                       pass::backward_data, pass::backward_weight})
       for (std::int64_t batch : {1, 16}) {
         if (which == pass::forward && batch > 1) continue;  // same engine as plan_forward
-        const bool forced = which == pass::plan_gemm || which == pass::plan_winograd;
+        const bool forced = which == pass::plan_gemm || which == pass::plan_winograd || which == pass::plan_winograd_4x4;
         const bool winograd_fits = cs.kh == 3 && cs.kw == 3 && cs.p.stride_h == 1 && cs.p.stride_w == 1;
         if (forced && (batch > 1 || !winograd_fits)) continue;
         for (int threads : {2, 1}) {

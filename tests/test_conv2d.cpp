@@ -1,5 +1,7 @@
 #include <algorithm>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "facenet/kernels/conv2d.hpp"
 #include "facenet/kernels/reference/conv2d.hpp"
@@ -67,6 +69,13 @@ const conv_case kCases[] = {
 template <class T>
 double tol(std::int64_t k) {
   return (std::is_same<T, float>::value ? 4e-6 : 1e-13) * static_cast<double>(k + 8);
+}
+
+// F(4x4, 3x3)'s transforms scale values by up to 10 (input) and 18 (output) per dimension before
+// they cancel, so it rounds more than the direct sum or F(2x2).
+template <class T>
+double tol(std::int64_t k, fk::conv2d_algo algo) {
+  return tol<T>(k) * (algo == fk::conv2d_algo::winograd_4x4 ? 2 : 1);
 }
 
 template <class T>
@@ -183,7 +192,7 @@ void check_plan(const conv_case& cc, std::uint32_t seed, fk::conv2d_algo algo = 
   fk::conv2d_forward(x, w, b, expect, cc.p);
   const Tensor<T> residual = random_tensor<T>(expect.shape(), seed + 3);
   const T scale = T(0.17);
-  const double tolerance = tol<T>(cc.c * cc.kh * cc.kw);
+  const double tolerance = tol<T>(cc.c * cc.kh * cc.kw, algo);
 
   Tensor<T> y, ws;
   const fk::conv2d_plan<T> plain(w, b, cc.p, fk::activation::none, algo);
@@ -220,10 +229,11 @@ TEST(Conv2dPlan, MatchesForwardWithFusedEpilogue) {
     check_plan<float>(cc, seed += 10);
     check_plan<double>(cc, seed += 10);
     check_plan<float>(cc, seed += 10, fk::conv2d_algo::gemm);
-    if (cc.kh == 3 && cc.kw == 3 && cc.p.stride_h == 1 && cc.p.stride_w == 1) {
-      check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd);
-      check_plan<double>(cc, seed += 10, fk::conv2d_algo::winograd);
-    }
+    if (cc.kh == 3 && cc.kw == 3 && cc.p.stride_h == 1 && cc.p.stride_w == 1)
+      for (const auto algo : {fk::conv2d_algo::winograd, fk::conv2d_algo::winograd_4x4}) {
+        check_plan<float>(cc, seed += 10, algo);
+        check_plan<double>(cc, seed += 10, algo);
+      }
   }
   // Bigger than one K block and one N block, threaded, batch 2.
   check_plan<float>({2, 40, 23, 29, 37, 3, 3, fk::conv2d_params::symmetric(1, 1)}, 77);
@@ -247,13 +257,16 @@ TEST(Conv2dPlan, BatchesSplitOverThreadsMatchTheForward) {
   for (const auto& cc : cases) {
     check_plan<float>(cc, seed += 10);
     check_plan<double>(cc, seed += 10);
-    if (cc.kh == 3 && cc.kw == 3 && cc.p.stride_h == 1) check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd);
+    if (cc.kh == 3 && cc.kw == 3 && cc.p.stride_h == 1) {
+      check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd);
+      check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd_4x4);
+    }
   }
 }
 
-// Winograd F(2x2, 3x3) forced, against the scalar reference: odd and even output sizes (a ragged last
-// tile row/column), every padding side alone and together, one channel, batch > 1, bias, relu and a
-// residual, and maps big enough for several chunks per thread.
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) forced, against the scalar reference: output sizes of every
+// remainder by 2 and 4 (a ragged last tile row/column), every padding side alone and together, one
+// channel, batch > 1, bias, relu and a residual, and maps big enough for several chunks per thread.
 TEST(Conv2dPlan, WinogradMatchesReference) {
   const conv_case cases[] = {
       {1, 3, 5, 5, 2, 3, 3, pads(0, 0, 0, 0)},            // 3x3 output: one full and one ragged tile per side
@@ -265,8 +278,11 @@ TEST(Conv2dPlan, WinogradMatchesReference) {
       {3, 17, 17, 17, 33, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // Block35-like, batch 3
       {1, 37, 45, 47, 65, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // several chunks, threaded
       {1, 21, 2, 40, 9, 3, 3, pads(1, 0, 0, 0)},          // one tile row, wide
+      {2, 6, 7, 8, 5, 3, 3, pads(0, 0, 0, 0)},            // 5x6 output
+      {1, 9, 15, 13, 4, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // 15x13 output
   };
   std::uint32_t seed = 2100;
+  for (const auto algo : {fk::conv2d_algo::winograd, fk::conv2d_algo::winograd_4x4})
   for (const auto& cc : cases) {
     const Tensor<float> x = random_tensor<float>({cc.n, cc.c, cc.h, cc.w}, seed++);
     const Tensor<float> w = random_tensor<float>({cc.o, cc.c, 3, 3}, seed++);
@@ -277,18 +293,18 @@ TEST(Conv2dPlan, WinogradMatchesReference) {
     const float scale = 0.3f;
     for (std::int64_t i = 0; i < want.numel(); ++i)
       want.data()[i] = std::max(residual.data()[i] + scale * want.data()[i], 0.f);
-    const fk::conv2d_plan<float> plan(w, b, cc.p, fk::activation::relu, fk::conv2d_algo::winograd);
-    EXPECT_EQ(plan.algo_for(x.shape()), fk::conv2d_algo::winograd);
+    const fk::conv2d_plan<float> plan(w, b, cc.p, fk::activation::relu, algo);
+    EXPECT_EQ(plan.algo_for(x.shape()), algo);
     plan.forward(x, y, ws, &residual, scale);
     ASSERT_EQ(y.shape(), want.shape()) << cc.what();
-    EXPECT_LE(max_abs_diff(y, want), tol<float>(cc.c * 9)) << "winograd " << cc.what();
+    EXPECT_LE(max_abs_diff(y, want), tol<float>(cc.c * 9, algo)) << "winograd " << int(algo) << " " << cc.what();
 
     Tensor<double> xd(x.shape()), wd(w.shape()), yd, want_d, wsd;
     for (std::int64_t i = 0; i < x.numel(); ++i) xd.data()[i] = x.data()[i];
     for (std::int64_t i = 0; i < w.numel(); ++i) wd.data()[i] = w.data()[i];
     ref::conv2d_forward(xd, wd, Tensor<double>(), want_d, cc.p);
-    fk::conv2d_plan<double>(wd, Tensor<double>(), cc.p, fk::activation::none, fk::conv2d_algo::winograd).forward(xd, yd, wsd);
-    EXPECT_LE(max_abs_diff(yd, want_d), tol<double>(cc.c * 9)) << "winograd double " << cc.what();
+    fk::conv2d_plan<double>(wd, Tensor<double>(), cc.p, fk::activation::none, algo).forward(xd, yd, wsd);
+    EXPECT_LE(max_abs_diff(yd, want_d), tol<double>(cc.c * 9, algo)) << "winograd double " << int(algo) << " " << cc.what();
   }
 }
 
@@ -306,7 +322,7 @@ void check_data_grad_as_conv(const conv_case& cc, std::uint32_t seed, fk::conv2d
   fk::conv2d_plan<T>(flipped, Tensor<T>(), fk::conv2d_data_grad_params(w.shape(), cc.p), fk::activation::none, algo)
       .forward(dy, dx, ws);
   ASSERT_EQ(dx.shape(), x_shape) << cc.what();
-  EXPECT_LE(max_abs_diff(dx, want), tol<T>(cc.o * cc.kh * cc.kw)) << "data gradient as a convolution " << cc.what();
+  EXPECT_LE(max_abs_diff(dx, want), tol<T>(cc.o * cc.kh * cc.kw, algo)) << "data gradient as a convolution " << cc.what();
 }
 
 TEST(Conv2d, DataGradientIsAConvolutionOfDy) {
@@ -316,10 +332,11 @@ TEST(Conv2d, DataGradientIsAConvolutionOfDy) {
     if (!fk::conv2d_data_grad_is_conv(shape{cc.o, cc.c, cc.kh, cc.kw}, cc.p)) continue;
     check_data_grad_as_conv<float>(cc, seed += 10, fk::conv2d_algo::automatic);
     check_data_grad_as_conv<double>(cc, seed += 10, fk::conv2d_algo::gemm);
-    if (cc.kh == 3 && cc.kw == 3) {
-      check_data_grad_as_conv<float>(cc, seed += 10, fk::conv2d_algo::winograd);
-      check_data_grad_as_conv<double>(cc, seed += 10, fk::conv2d_algo::winograd);
-    }
+    if (cc.kh == 3 && cc.kw == 3)
+      for (const auto algo : {fk::conv2d_algo::winograd, fk::conv2d_algo::winograd_4x4}) {
+        check_data_grad_as_conv<float>(cc, seed += 10, algo);
+        check_data_grad_as_conv<double>(cc, seed += 10, algo);
+      }
     ++checked;
   }
   EXPECT_GE(checked, 15);
@@ -333,7 +350,8 @@ TEST(Conv2d, DataGradientIsAConvolutionOfDy) {
 TEST(Conv2dPlan, RepackMatchesANewPlan) {
   const fk::conv2d_params p = fk::conv2d_params::symmetric(1, 1);
   const Tensor<float> x = random_tensor<float>({2, 40, 14, 14}, 3200);
-  for (const auto algo : {fk::conv2d_algo::automatic, fk::conv2d_algo::gemm, fk::conv2d_algo::winograd}) {
+  for (const auto algo : {fk::conv2d_algo::automatic, fk::conv2d_algo::gemm, fk::conv2d_algo::winograd,
+                          fk::conv2d_algo::winograd_4x4}) {
     fk::conv2d_plan<float> plan(random_tensor<float>({48, 40, 3, 3}, 3201), random_tensor<float>({48}, 3202), p,
                                 fk::activation::relu, algo);
     const Tensor<float> w = random_tensor<float>({48, 40, 3, 3}, 3203), b = random_tensor<float>({48}, 3204);
@@ -347,15 +365,60 @@ TEST(Conv2dPlan, RepackMatchesANewPlan) {
   }
 }
 
+// An automatic plan packs each algorithm's form on the first call that needs it - here from several
+// threads at once, at three map sizes (F(4x4), F(2x2), GEMM) - and repack() updates every form packed.
+TEST(Conv2dPlan, PacksEachFormOnFirstUseAndRepacksThemAll) {
+  const fk::conv2d_params p = fk::conv2d_params::symmetric(1, 1);
+  fk::conv2d_plan<float> plan(random_tensor<float>({64, 64, 3, 3}, 3300), random_tensor<float>({64}, 3301), p,
+                              fk::activation::relu);
+  std::vector<Tensor<float>> xs;
+  for (std::int64_t size : {24, 12, 4}) xs.push_back(random_tensor<float>({1, 64, size, size}, 3302 + size));
+  const auto check = [&](const Tensor<float>& w, const Tensor<float>& b, const std::vector<Tensor<float>>& ys) {
+    for (std::size_t i = 0; i < ys.size(); ++i) {
+      const Tensor<float>& x = xs[i % xs.size()];
+      Tensor<float> want;
+      ref::conv2d_forward(x, w, b, want, p);
+      for (auto& v : want) v = std::max(v, 0.f);
+      EXPECT_LE(max_abs_diff(ys[i], want), tol<float>(64 * 9, plan.algo_for(x.shape()))) << "output " << i;
+    }
+  };
+  EXPECT_EQ(plan.algo_for(xs[0].shape()), fk::conv2d_algo::winograd_4x4);
+  EXPECT_EQ(plan.algo_for(xs[1].shape()), fk::conv2d_algo::winograd);
+  EXPECT_EQ(plan.algo_for(xs[2].shape()), fk::conv2d_algo::gemm);
+  std::vector<Tensor<float>> ys(6);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < ys.size(); ++t)
+    threads.emplace_back([&, t] {
+      Tensor<float> ws;
+      plan.forward(xs[t % xs.size()], ys[t], ws);
+    });
+  for (auto& t : threads) t.join();
+  check(random_tensor<float>({64, 64, 3, 3}, 3300), random_tensor<float>({64}, 3301), ys);
+
+  const Tensor<float> w = random_tensor<float>({64, 64, 3, 3}, 3310), b = random_tensor<float>({64}, 3311);
+  plan.repack(w, b);
+  ys.assign(3, Tensor<float>());
+  Tensor<float> ws;
+  for (std::size_t i = 0; i < ys.size(); ++i) plan.forward(xs[i], ys[i], ws);
+  check(w, b, ys);
+}
+
 TEST(Conv2dPlan, AutomaticSelection) {
   const auto plan = [](std::int64_t c, std::int64_t o, std::int64_t k, fk::conv2d_params p) {
     return fk::conv2d_plan<float>(Tensor<float>({o, c, k, k}), Tensor<float>(), p);
   };
   const auto same = fk::conv2d_params::symmetric(1, 1);
-  EXPECT_EQ(plan(64, 64, 3, same).algo_for({1, 64, 12, 12}), fk::conv2d_algo::winograd);
-  EXPECT_EQ(plan(80, 192, 3, {}).algo_for({1, 80, 38, 38}), fk::conv2d_algo::winograd);  // IRv1 conv2d_4a
-  EXPECT_EQ(plan(64, 64, 3, same).algo_for({1, 64, 6, 6}), fk::conv2d_algo::gemm);       // too few tiles
-  EXPECT_EQ(plan(32, 32, 3, same).algo_for({1, 32, 17, 17}), fk::conv2d_algo::gemm);     // too few channels
+  // One plan picks by map size.
+  const auto wide = plan(64, 64, 3, same);
+  EXPECT_EQ(wide.algo_for({1, 64, 24, 24}), fk::conv2d_algo::winograd_4x4);
+  EXPECT_EQ(wide.algo_for({1, 64, 12, 12}), fk::conv2d_algo::winograd);
+  EXPECT_EQ(wide.algo_for({1, 64, 6, 6}), fk::conv2d_algo::winograd);
+  EXPECT_EQ(wide.algo_for({1, 64, 5, 5}), fk::conv2d_algo::gemm);  // too few tiles
+  EXPECT_EQ(plan(80, 192, 3, {}).algo_for({1, 80, 38, 38}), fk::conv2d_algo::winograd_4x4);  // IRv1 conv2d_4a
+  EXPECT_EQ(plan(32, 64, 3, same).algo_for({1, 32, 77, 77}), fk::conv2d_algo::winograd_4x4);  // IRv1 conv2d_2b
+  EXPECT_EQ(plan(32, 32, 3, same).algo_for({1, 32, 17, 17}), fk::conv2d_algo::winograd);      // IRv1 Block35
+  EXPECT_EQ(plan(32, 32, 3, same).algo_for({1, 32, 15, 15}), fk::conv2d_algo::gemm);     // too few channels for the tiles
+  EXPECT_EQ(plan(16, 64, 3, same).algo_for({1, 16, 77, 77}), fk::conv2d_algo::gemm);     // too few channels
   EXPECT_EQ(plan(64, 64, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)).algo_for({1, 64, 24, 24}), fk::conv2d_algo::gemm);
   EXPECT_EQ(plan(64, 64, 1, {}).algo_for({1, 64, 24, 24}), fk::conv2d_algo::gemm);
   // Winograd cannot be forced where it does not apply.

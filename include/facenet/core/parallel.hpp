@@ -75,6 +75,17 @@ void parallel_region(F&& f, int threads = 0) {
   f(0, 1);
 }
 
+// Inside parallel_region's f(t, nt): waits until all nt threads of the region arrive. With nt == 1
+// (a serial region, possibly nested in another one) it returns at once.
+inline void barrier(int nt) noexcept {
+#ifdef _OPENMP
+  if (nt > 1) {
+#pragma omp barrier
+  }
+#endif
+  (void)nt;
+}
+
 // Splits [0, n) into `parts` near-equal chunks and returns chunk `i` as [first, last).
 inline void split_range(std::int64_t n, int parts, int i, std::int64_t& first, std::int64_t& last) noexcept {
   const std::int64_t base = n / parts, rem = n % parts;

@@ -3,10 +3,13 @@
 // the image (no im2col) except on outputs of 16 pixels or less, other strides use im2col.
 // Convolutions of many output pixels split one image by output rows between the threads, each
 // lowering what it multiplies (detail::by_output_rows). conv2d_plan packs the weights once for inference
-// and may run stride-1 3x3 layers as Winograd F(2x2, 3x3) (detail/conv2d_winograd.hpp).
+// and may run stride-1 3x3 layers as Winograd F(2x2, 3x3) or F(4x4, 3x3) (detail/conv2d_winograd.hpp).
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "facenet/core/error.hpp"
@@ -47,8 +50,9 @@ struct conv2d_params {
 enum class activation { none, relu };
 
 // How a conv2d_plan computes: `automatic` picks per weight shape at pack time; the others force a path
-// (tests, benchmarks). Winograd F(2x2, 3x3) needs 3x3 weights and stride 1.
-enum class conv2d_algo { automatic, gemm, winograd };
+// (tests, benchmarks). Winograd F(2x2, 3x3) (`winograd`) and F(4x4, 3x3) (`winograd_4x4`) need 3x3
+// weights and stride 1.
+enum class conv2d_algo { automatic, gemm, winograd, winograd_4x4 };
 
 namespace detail {
 
@@ -314,15 +318,17 @@ void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& 
       detail::min_iterations(g.n * s));
 }
 
-// Inference convolution with the weights packed once into the GEMM's A-panel layout, bias, activation
-// and an optional scaled residual fused into the output pass. Immutable after construction, so one
-// plan may serve several threads (each with its own workspace).
+// Inference convolution with the weights packed once into the GEMM's A-panel layout (or Winograd's
+// transformed form), bias, activation and an optional scaled residual fused into the output pass.
+// Stride-1 3x3 weights are packed for each algorithm on the first call that needs it (which one
+// depends on the map size): thread-safe, and never again until repack(). Otherwise immutable after
+// construction, so one plan may serve several threads (each with its own workspace).
 template <class T>
 class conv2d_plan {
  public:
   conv2d_plan(const Tensor<T>& w, const Tensor<T>& bias, const conv2d_params& p, activation act = activation::none,
               conv2d_algo algo = conv2d_algo::automatic)
-      : w_shape_(w.shape()), params_(p), act_(act) {
+      : w_shape_(w.shape()), params_(p), act_(act), algo_(algo) {
     FACENET_CHECK(w.rank() == 4 && w.numel() > 0, shape_error, "conv2d_plan: weights must be non-empty OIHW, got " + w.shape().str());
     w.require_contiguous("conv2d_plan weights");
     detail::check_bias(bias, w.size(0), "conv2d_plan");
@@ -330,16 +336,15 @@ class conv2d_plan {
                       p.pad_right >= 0,
                   argument_error, "conv2d_plan: strides must be positive and padding non-negative (" + p.str() + ")");
     const bool fits = detail::winograd_applies(w.size(2), w.size(3), p.stride_h, p.stride_w);
-    FACENET_CHECK(algo != conv2d_algo::winograd || fits, unsupported_error,
-                  "conv2d_plan: Winograd F(2x2, 3x3) needs 3x3 weights and stride 1; got weights " + w.shape().str() + ", " +
-                      p.str());
-    winograd_packed_ = algo == conv2d_algo::winograd || (algo == conv2d_algo::automatic && fits && winograd_channels(w.size(1), w.size(0)));
-    gemm_packed_ = algo != conv2d_algo::winograd;
+    FACENET_CHECK(!is_winograd(algo) || fits, unsupported_error,
+                  "conv2d_plan: Winograd needs 3x3 weights and stride 1; got weights " + w.shape().str() + ", " + p.str());
+    if (algo == conv2d_algo::automatic && !(fits && winograd_channels(w.size(1), w.size(0)))) algo_ = conv2d_algo::gemm;
     pack(w, bias);
   }
 
   // Packs new weights (and bias) of the plan's shape into its buffers, allocating nothing: training
-  // repacks once per step and reuses the plan for every image of the batch.
+  // repacks once per step and reuses the plan for every image of the batch. Not concurrently with
+  // forward().
   void repack(const Tensor<T>& w, const Tensor<T>& bias) {
     FACENET_CHECK(w.shape() == w_shape_, shape_error,
                   "conv2d_plan::repack: weights " + w.shape().str() + " differ from the plan's " + w_shape_.str());
@@ -349,28 +354,32 @@ class conv2d_plan {
     pack(w, bias);
   }
 
-  // Automatic selection, from single-thread measurements of IRv1's and NN4's 3x3 layers: Winograd
-  // F(2x2, 3x3) was 1.3-1.45x faster than the implicit GEMM with >= 64 input and output channels on
-  // maps of 12x12 and more (IRv1 conv2d_4a, NN4 conv3 and 3a/3b), about even with 32-48 channels
-  // (0.87-1.17x on IRv1 conv2d_2a/2b and Block35: the transforms cost about what the saved multiplies
-  // do) and slower on 6x6 and 3x3 maps (0.66-0.93x: few tiles per GEMM). On 2 threads the 32-channel
-  // layers on big maps gained too (conv2d_2a/2b at 77x77: 1.16x/1.18x) while Block35's 17x17 lost
-  // (0.85x). Such weights are packed both ways; the map size picks per call.
+  // Automatic selection for stride-1 3x3 weights with >= 32 input and output channels, by output map
+  // size. bench_conv2d, batch 1, AVX2, us on 2 threads (1 thread) for implicit GEMM / F(2x2) /
+  // F(4x4): NN4 conv3 24x24 900 / 527 / 393 (1496 / 1004 / 709), IRv1 conv2d_4a 36x36 2243 / 1379 /
+  // 926 (4020 / 2427 / 1792), mixed_6a's 192-channel 17x17 1453 / 828 / 725, conv2d_2b (32 -> 64 at
+  // 77x77) 1457 / 1019 / 760; NN4 3a 12x12 245 / 163 / 182, Block35 (32 channels, 17x17) 79 / 53 / 63
+  // (85 / 84 / 94), NN4 4a 6x6 114 / 99 / 135 (181 / 175 / 238). F(4x4) needs enough tiles (16 outputs
+  // each) to fill its GEMMs, and enough channels to pay for its larger transforms.
   static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 32 && o >= 32; }
-  static bool winograd_map(const shape& w, std::int64_t oh, std::int64_t ow) {
+  static conv2d_algo automatic_map(const shape& w, std::int64_t oh, std::int64_t ow) {
     const bool narrow = w[0] < 64 || w[1] < 64;
-    return oh * ow >= (narrow ? 48 * 48 : 144);
+    const std::int64_t pixels = oh * ow;
+    if (pixels >= (narrow ? 48 * 48 : 16 * 16)) return conv2d_algo::winograd_4x4;
+    if (pixels >= (narrow ? 16 * 16 : 6 * 6)) return conv2d_algo::winograd;
+    return conv2d_algo::gemm;
   }
-  // Whether automatic selection would run weights w with params p by Winograd for oh x ow outputs.
-  static bool automatic_winograd(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
-    return detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w) && winograd_channels(w[1], w[0]) &&
-           winograd_map(w, oh, ow);
+  // The algorithm automatic selection would run weights w with params p by for oh x ow outputs.
+  static conv2d_algo automatic_algo(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
+    if (!detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w) || !winograd_channels(w[1], w[0]))
+      return conv2d_algo::gemm;
+    return automatic_map(w, oh, ow);
   }
 
   // The algorithm forward() uses for an input of shape x.
   conv2d_algo algo_for(const shape& x) const {
     const shape y = output_shape(x);
-    return uses_winograd(y[2], y[3]) ? conv2d_algo::winograd : conv2d_algo::gemm;
+    return algo_for_map(y[2], y[3]);
   }
 
   shape output_shape(const shape& x) const { return conv2d_output_shape(x, w_shape_, params_); }
@@ -389,20 +398,22 @@ class conv2d_plan {
                     "conv2d_plan::forward: residual must not share storage with the output");
     }
     FACENET_CHECK(!x.shares_storage_with(y), argument_error, "conv2d_plan::forward: input and output share storage");
-    const std::int64_t lowering = workspace_size(g);
+    const conv2d_algo algo = algo_for_map(g.oh, g.ow);
+    const T* weights = packed(algo);
+    const std::int64_t lowering = workspace_size(g, algo);
     const int threads = detail::image_threads(g.n);
     if (ws.numel() < lowering * threads || !ws.is_contiguous()) ws.resize({lowering * threads});
     y.resize(out);
     detail::conv_forward_args<T> a;
-    a.weights = detail::a_source<T>{nullptr, 0, false, packed_.data()};
+    a.weights = detail::a_source<T>{nullptr, 0, false, weights};
     a.bias = bias_.empty() ? nullptr : bias_.data();
     a.residual_scale = residual_scale;
     a.relu = act_ == activation::relu;
     const T* r = residual ? residual->data() : nullptr;
-    if (threads == 1) return forward_images(g, a, x.data(), y.data(), r, ws.data());
+    if (threads == 1) return forward_images(g, algo, a, x.data(), y.data(), r, ws.data());
     // Each thread runs its share of the images with the kernels serial and its own part of ws.
     parallel::for_shares(g.n, threads, [&](std::int64_t first, std::int64_t last) {
-      forward_images(detail::image_share(g, last - first), a, x.data() + first * g.in_size(),
+      forward_images(detail::image_share(g, last - first), algo, a, x.data() + first * g.in_size(),
                      y.data() + first * g.out_size(), r ? r + first * g.out_size() : nullptr,
                      ws.data() + parallel::thread_index() * lowering);
     });
@@ -412,53 +423,99 @@ class conv2d_plan {
   const conv2d_params& params() const { return params_; }
 
  private:
+  static bool is_winograd(conv2d_algo a) { return a == conv2d_algo::winograd || a == conv2d_algo::winograd_4x4; }
+  static int form_index(conv2d_algo a) { return a == conv2d_algo::winograd ? 1 : a == conv2d_algo::winograd_4x4 ? 2 : 0; }
+
+  conv2d_algo algo_for_map(std::int64_t oh, std::int64_t ow) const {
+    return algo_ == conv2d_algo::automatic ? automatic_map(w_shape_, oh, ow) : algo_;
+  }
+
   // Batches of 6x6 and smaller maps (NN4's inception 4 and 5) run several images per GEMM: NN4 batch
   // 64 took 3% less time (facenet bench, 4 alternating runs: 158-161 ms against 163-166). Larger maps
   // stay image by image: IRv1's 8x8 layers grouped were no faster, and 17x17 ones were slower.
   static detail::forward_grouping plan_grouping(const detail::conv_geometry& g) {
     return g.spatial() <= 36 ? detail::forward_grouping::grouped : detail::forward_grouping::per_image;
   }
-  std::int64_t workspace_size(const detail::conv_geometry& g) const {
-    return std::max<std::int64_t>(uses_winograd(g.oh, g.ow) ? detail::winograd_workspace_size(g)
-                                                            : detail::forward_workspace_size<T>(g, plan_grouping(g)),
+  static std::int64_t workspace_size(const detail::conv_geometry& g, conv2d_algo algo) {
+    return std::max<std::int64_t>(is_winograd(algo) ? detail::winograd_workspace_size(g, algo == conv2d_algo::winograd ? 2 : 4)
+                                                    : detail::forward_workspace_size<T>(g, plan_grouping(g)),
                                   1);
   }
   // Images of g (g.n of them, at x, y and residual r) through Winograd or the GEMM lowering.
-  void forward_images(const detail::conv_geometry& g, detail::conv_forward_args<T> a, const T* x, T* y, const T* r,
-                      T* ws) const {
-    if (!uses_winograd(g.oh, g.ow))
+  static void forward_images(const detail::conv_geometry& g, conv2d_algo algo, detail::conv_forward_args<T> a, const T* x,
+                             T* y, const T* r, T* ws) {
+    if (!is_winograd(algo))
       return detail::forward_batch(g, a, x, y, r, ws, detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)),
                                    plan_grouping(g));
+    const T* u = a.weights.packed;
+    const auto image = algo == conv2d_algo::winograd_4x4 ? detail::forward_image_winograd<4, T> : detail::forward_image_winograd<2, T>;
     for (std::int64_t i = 0; i < g.n; ++i) {
       a.residual = r ? r + i * g.out_size() : nullptr;
-      detail::forward_image_winograd(g, a, winograd_.data(), x + i * g.in_size(), y + i * g.out_size(), ws);
+      image(g, a, u, x + i * g.in_size(), y + i * g.out_size(), ws);
     }
   }
-  bool uses_winograd(std::int64_t oh, std::int64_t ow) const {
-    return packed_.empty() || (!winograd_.empty() && winograd_map(w_shape_, oh, ow));
+
+  // The weights in algo's form, packed from source_ on first use.
+  const T* packed(conv2d_algo algo) const {
+    form& f = forms_[form_index(algo)];
+    if (!f.ready.load(std::memory_order_acquire)) {
+      std::lock_guard<std::mutex> lock(pack_mutex_);
+      if (!f.ready.load(std::memory_order_relaxed)) {
+        pack_form(algo, source_.data(), f.data);
+        f.ready.store(true, std::memory_order_release);
+      }
+    }
+    return f.data.data();
   }
 
-  void pack(const Tensor<T>& w, const Tensor<T>& bias) {
-    const std::int64_t o = w.size(0), k = w.numel() / o, c = w.size(1);
-    const auto sized = [](Tensor<T>& t, std::int64_t n) {
-      if (t.rank() != 1 || t.numel() != n) t = Tensor<T>::uninitialized({n});
-      return t.data();
+  void pack_form(conv2d_algo algo, const T* w, Tensor<T>& dst) const {
+    const std::int64_t o = w_shape_[0], c = w_shape_[1], k = c * w_shape_[2] * w_shape_[3];
+    const auto sized = [&](std::int64_t n) {
+      if (dst.rank() != 1 || dst.numel() != n) dst = Tensor<T>::uninitialized({n});
+      return dst.data();
     };
-    if (winograd_packed_) detail::winograd_pack_weights(w.data(), o, c, sized(winograd_, detail::winograd_packed_size<T>(o, c)));
-    if (gemm_packed_)
-      detail::pack_a_full(detail::a_source<T>{w.data(), k, false, nullptr}, o, k, sized(packed_, detail::packed_a_size<T>(o, k)));
+    if (algo == conv2d_algo::winograd)
+      detail::winograd_pack_weights<2, T>(w, o, c, sized(detail::winograd_packed_size<T>(2, o, c)));
+    else if (algo == conv2d_algo::winograd_4x4)
+      detail::winograd_pack_weights<4, T>(w, o, c, sized(detail::winograd_packed_size<T>(4, o, c)));
+    else
+      detail::pack_a_full(detail::a_source<T>{w, k, false, nullptr}, o, k, sized(detail::packed_a_size<T>(o, k)));
+  }
+
+  // Plans that choose per map size keep the weights (source_) for the forms not packed yet and
+  // repack the forms already packed; the others pack their one form now.
+  void pack(const Tensor<T>& w, const Tensor<T>& bias) {
+    const std::int64_t o = w_shape_[0];
+    if (algo_ == conv2d_algo::automatic) {
+      if (source_.numel() != w.numel()) source_ = Tensor<T>::uninitialized(w_shape_);
+      source_.copy_from(w);
+      for (conv2d_algo a : {conv2d_algo::gemm, conv2d_algo::winograd, conv2d_algo::winograd_4x4}) {
+        form& f = forms_[form_index(a)];
+        if (f.ready.load(std::memory_order_relaxed)) pack_form(a, w.data(), f.data);
+      }
+    } else {
+      form& f = forms_[form_index(algo_)];
+      pack_form(algo_, w.data(), f.data);
+      f.ready.store(true, std::memory_order_release);
+    }
     if (!bias.empty()) {
-      sized(bias_, o);
+      if (bias_.rank() != 1 || bias_.numel() != o) bias_ = Tensor<T>::uninitialized({o});
       bias_.copy_from(bias.reshape({o}));
     }
   }
 
+  struct form {
+    std::atomic<bool> ready{false};
+    Tensor<T> data;
+  };
+
   shape w_shape_;
   conv2d_params params_;
   activation act_;
-  bool winograd_packed_ = false, gemm_packed_ = true;
-  Tensor<T> packed_;    // GEMM A panels of [o, c*kh*kw] (empty when Winograd is forced)
-  Tensor<T> winograd_;  // winograd_pack_weights' U (empty unless Winograd is forced or may win)
+  conv2d_algo algo_;  // automatic only for weights Winograd may run (chosen per map size)
+  Tensor<T> source_;  // the weights, kept when algo_ is automatic
+  mutable std::mutex pack_mutex_;
+  mutable std::array<form, 3> forms_;  // GEMM A panels, F(2x2)'s U, F(4x4)'s U
   Tensor<T> bias_;
 };
 

@@ -55,10 +55,10 @@ class conv2d final : public module<T> {
     require_forward_cache(x_, "conv2d");
     match_grad(weight, weight_grad);
     kernels::conv2d_backward_weight(x_, dy, weight_grad, opt_.bias ? &bias_grad : nullptr, params_);
-    if (data_grad_by_winograd()) {
+    const kernels::conv2d_algo data_grad = data_grad_algo();
+    if (data_grad != kernels::conv2d_algo::gemm) {
       kernels::conv2d_flip_weights(weight, flipped_);
-      repacked(data_grad_plan_, flipped_, Tensor<T>(), kernels::conv2d_data_grad_params(weight.shape(), params_),
-               kernels::conv2d_algo::winograd)
+      repacked(data_grad_plan_, flipped_, Tensor<T>(), kernels::conv2d_data_grad_params(weight.shape(), params_), data_grad)
           .forward(dy, dx, ws_);
     } else {
       kernels::conv2d_backward_data(dy, weight, x_.shape(), dx, params_);
@@ -127,15 +127,15 @@ class conv2d final : public module<T> {
   // The data gradient runs as a convolution of dy (kernels::conv2d_data_grad_is_conv) only where that
   // takes Winograd: NN4 batch 96, 2 threads, AVX2: conv3 182 -> 164 ms, inception_3a/3b 3x3 52 -> 48
   // ms; by GEMM it was slower than backward_data's grouped products (4a-5b 3x3 and 5x5: 11 -> 20 ms).
-  bool data_grad_by_winograd() const {
-    if (!kernels::conv2d_data_grad_is_conv(weight.shape(), params_)) return false;
+  kernels::conv2d_algo data_grad_algo() const {
+    if (!kernels::conv2d_data_grad_is_conv(weight.shape(), params_)) return kernels::conv2d_algo::gemm;
     const shape flipped{weight.size(1), weight.size(0), weight.size(2), weight.size(3)};
-    return kernels::conv2d_plan<T>::automatic_winograd(flipped, kernels::conv2d_data_grad_params(weight.shape(), params_),
-                                                       x_.h(), x_.w());
+    return kernels::conv2d_plan<T>::automatic_algo(flipped, kernels::conv2d_data_grad_params(weight.shape(), params_),
+                                                   x_.h(), x_.w());
   }
 
-  // The data-gradient plan is built for Winograd only: its GEMM panels would be packed every step
-  // and never read.
+  // The data-gradient plan is built for the algorithm chosen: an automatic plan would keep a copy of
+  // the weights each step for forms it never packs.
   static kernels::conv2d_plan<T>& repacked(std::optional<kernels::conv2d_plan<T>>& plan, const Tensor<T>& w,
                                            const Tensor<T>& b, const kernels::conv2d_params& p,
                                            kernels::conv2d_algo algo = kernels::conv2d_algo::automatic) {

@@ -1,13 +1,16 @@
-// Winograd F(2x2, 3x3) for stride-1 3x3 inference convolution (Lavin & Gray, "Fast Algorithms for
-// Convolutional Neural Networks", 2015). Each 2x2 output tile reads a 4x4 input tile d; with
-// U = G g G^T (weights, transformed once at pack time) and V = B^T d B, the tile is A^T (U . V) A.
-// Summed over input channels, the 16 element-wise products become 16 GEMMs M_xi = U_xi V_xi
-// ([o x c] x [c x tiles]): 16 multiplies per (o, c, tile) instead of 36, so 2.25x fewer flops.
+// Winograd F(m x m, 3x3), m = 2 or 4, for stride-1 3x3 inference convolution (Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2015). Each m x m output tile reads an a x a input tile
+// d (a = m + 2); with U = G g G^T (weights, transformed once at pack time) and V = B^T d B, the tile is
+// A^T (U . V) A. Summed over input channels, the a*a element-wise products become a*a GEMMs
+// M_xi = U_xi V_xi ([o x c] x [c x tiles]). F(2x2) multiplies 16 times per (o, c) for 4 outputs where
+// the direct convolution multiplies 36 times (2.25x fewer); F(4x4) 36 times for 16 outputs (4x fewer),
+// with larger transforms and more rounding (its interpolation points are 0, +-1, +-2 and infinity).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
+#include <utility>
 
 #include "facenet/core/parallel.hpp"
 #include "facenet/kernels/detail/conv2d_lowering.hpp"
@@ -15,47 +18,119 @@
 
 namespace facenet::kernels::detail {
 
-inline constexpr int winograd_points = 16;  // 4x4 transformed tile
-
 inline bool winograd_applies(std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw) {
   return kh == 3 && kw == 3 && sh == 1 && sw == 1;
 }
 
-// 2x2 output tiles covering the output. Tile (ty, tx) reads rows 2ty..2ty+3 and columns 2tx..2tx+3 of
-// the zero-padded input (one extra zero row/column when oh/ow is odd). The padded copy is split by
-// row parity and column parity into four planes of (th + 1) x q values, q = tw + 1, so that value
-// (i, j) of tile (ty, tx) sits at plane(i % 2, j % 2) + e + (i / 2) * q + j / 2 with e = ty * q + tx.
-// In this "extended" tile index e every transform is one contiguous SIMD loop over all tiles of the
-// image, however narrow its rows (IRv1's 17x17 maps have 9 tiles per row); the one extra tile per row
-// (tx = tw) is computed and dropped, as the implicit GEMM drops its extra columns.
+// The one-dimensional transforms of F(m, 3); the 2-D ones apply them along columns, then rows.
+template <int M>
+struct winograd_transforms;
+
+template <>
+struct winograd_transforms<2> {
+  static constexpr int alpha = 4;
+  // G v for the 3 weights v: G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
+  static void weights(const double* v, double* out) {
+    out[0] = v[0];
+    out[1] = 0.5 * (v[0] + v[1] + v[2]);
+    out[2] = 0.5 * (v[0] - v[1] + v[2]);
+    out[3] = v[2];
+  }
+  // B^T d: B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
+  template <class V>
+  static void input(const V* d, V* t) {
+    t[0] = d[0] - d[2];
+    t[1] = d[1] + d[2];
+    t[2] = d[2] - d[1];
+    t[3] = d[1] - d[3];
+  }
+  // A^T m: A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+  template <class V>
+  static void output(const V* m, V* o) {
+    o[0] = m[0] + m[1] + m[2];
+    o[1] = m[1] - m[2] - m[3];
+  }
+};
+
+template <>
+struct winograd_transforms<4> {
+  static constexpr int alpha = 6;
+  // G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]].
+  static void weights(const double* v, double* out) {
+    out[0] = v[0] / 4;
+    out[1] = -(v[0] + v[1] + v[2]) / 6;
+    out[2] = -(v[0] - v[1] + v[2]) / 6;
+    out[3] = v[0] / 24 + v[1] / 12 + v[2] / 6;
+    out[4] = v[0] / 24 - v[1] / 12 + v[2] / 6;
+    out[5] = v[2];
+  }
+  // B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+  //        [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], in shared sums.
+  template <class V>
+  static void input(const V* d, V* t) {
+    const V four(4), minus_four(-4), minus_five(-5);
+    const V a = simd::fma(minus_four, d[2], d[4]), b = simd::fma(minus_four, d[1], d[3]);  // d4 - 4 d2, d3 - 4 d1
+    const V c = d[4] - d[2], e = V(2) * (d[3] - d[1]);
+    t[0] = simd::fma(four, d[0], simd::fma(minus_five, d[2], d[4]));
+    t[1] = a + b;
+    t[2] = a - b;
+    t[3] = c + e;
+    t[4] = c - e;
+    t[5] = simd::fma(four, d[1], simd::fma(minus_five, d[3], d[5]));
+  }
+  // A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]].
+  template <class V>
+  static void output(const V* m, V* o) {
+    const V s1 = m[1] + m[2], d1 = m[1] - m[2], s2 = m[3] + m[4], d2 = m[3] - m[4];
+    o[0] = m[0] + s1 + s2;
+    o[1] = simd::fma(V(2), d2, d1);
+    o[2] = simd::fma(V(4), s2, s1);
+    o[3] = simd::fma(V(8), d2, d1) + m[5];
+  }
+};
+
+// m x m output tiles covering the output. Tile (ty, tx) reads rows m ty .. m ty + a - 1 and the same
+// columns of the zero-padded input (extra zero rows/columns when oh or ow is not a multiple of m). The
+// padded copy is split by row and column phase (index mod m) into m * m planes of (th + 1) x q values,
+// q = tw + 1, so that value (i, j) of tile (ty, tx) sits at plane((i % m) * m + j % m) + e + (i / m) * q
+// + j / m with e = ty * q + tx. In this "extended" tile index e every transform is one contiguous SIMD
+// loop over all tiles of the image, however narrow its rows (IRv1's 17x17 maps have 9 tiles per row at
+// m = 2); the one extra tile per row (tx = tw) is computed and dropped, as the implicit GEMM drops its
+// extra columns.
 struct winograd_tiling {
+  int m;
   std::int64_t th, tw;
   std::int64_t q() const { return tw + 1; }
   std::int64_t extended() const { return th * q(); }  // extended tiles of one image
   std::int64_t plane() const { return (th + 1) * q(); }
-  // The four planes per channel, plus slack read by the last extended tile.
-  std::int64_t padded_size(std::int64_t c) const { return c * 4 * plane() + 64; }
+  std::int64_t phases() const { return std::int64_t(m) * m; }
+  // The phase planes of every channel, plus slack read by the last extended tile.
+  std::int64_t padded_size(std::int64_t c) const { return c * phases() * plane() + 64; }
 };
 
-inline winograd_tiling winograd_tiling_of(const conv_geometry& g) { return {(g.oh + 1) / 2, (g.ow + 1) / 2}; }
+inline winograd_tiling winograd_tiling_of(const conv_geometry& g, int m) {
+  return {m, (g.oh + m - 1) / m, (g.ow + m - 1) / m};
+}
 
-// The zero-padded copy of one image in the parity-plane layout above.
+// The zero-padded copy of one image in the phase-plane layout above.
 template <class T>
 void winograd_pad(const conv_geometry& g, const winograd_tiling& tl, const T* x, T* xp) {
-  const std::int64_t q = tl.q(), plane = tl.plane();
-  std::fill(xp, xp + tl.padded_size(g.c), T(0));
+  const std::int64_t q = tl.q(), plane = tl.plane(), m = tl.m, size = tl.padded_size(g.c);
+  std::fill(xp + g.c * tl.phases() * plane, xp + size, T(0));  // the slack
   parallel::parallel_for(
       0, g.c,
       [&](std::int64_t ch) {
+        // Each thread zeroes the planes it fills: one thread zeroing all of them took 5% of F(4x4)'s time.
+        std::fill(xp + ch * tl.phases() * plane, xp + (ch + 1) * tl.phases() * plane, T(0));
         for (std::int64_t y = 0; y < g.h; ++y) {
           const T* src = x + (ch * g.h + y) * g.w;
           const std::int64_t py = y + g.pt;
-          T* dst = xp + (ch * 4 + (py % 2) * 2) * plane + (py / 2) * q;
-          // Input column xx lands in padded column xx + pl: its parity picks the plane, half of it the slot.
-          for (int parity = 0; parity < 2; ++parity) {
-            const std::int64_t first = (parity - g.pl % 2 + 2) % 2;  // first xx with (xx + pl) % 2 == parity
-            T* d = dst + parity * plane + (first + g.pl) / 2;
-            for (std::int64_t xx = first, k = 0; xx < g.w; xx += 2, ++k) d[k] = src[xx];
+          T* dst = xp + (ch * tl.phases() + (py % m) * m) * plane + (py / m) * q;
+          // Input column xx lands in padded column xx + pl: its phase picks the plane, the quotient the slot.
+          for (std::int64_t phase = 0; phase < m; ++phase) {
+            const std::int64_t first = (phase - g.pl % m + m) % m;  // first xx with (xx + pl) % m == phase
+            T* d = dst + phase * plane + (first + g.pl) / m;
+            for (std::int64_t xx = first, k = 0; xx < g.w; xx += m, ++k) d[k] = src[xx];
           }
         }
       },
@@ -64,36 +139,32 @@ void winograd_pad(const conv_geometry& g, const winograd_tiling& tl, const T* x,
 
 // Elements of A-packed U: one packed [o x c] matrix per transformed point.
 template <class T>
-std::int64_t winograd_packed_size(std::int64_t o, std::int64_t c) {
-  return winograd_points * packed_a_size<T>(o, c);
+std::int64_t winograd_packed_size(int m, std::int64_t o, std::int64_t c) {
+  return std::int64_t(m + 2) * (m + 2) * packed_a_size<T>(o, c);
 }
 
 // U_xi[o][c] = (G g G^T)[xi] for OIHW 3x3 weights, each point's matrix packed as a GEMM A operand.
-// G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. Computed in double: it runs once.
-template <class T>
+// Computed in double: it runs once.
+template <int M, class T>
 void winograd_pack_weights(const T* w, std::int64_t o, std::int64_t c, T* packed) {
-  const auto g_rows = [](const double* v, double* out) {  // G v for a 3-vector v
-    out[0] = v[0];
-    out[1] = 0.5 * (v[0] + v[1] + v[2]);
-    out[2] = 0.5 * (v[0] - v[1] + v[2]);
-    out[3] = v[2];
-  };
-  std::vector<T> u(static_cast<std::size_t>(winograd_points * o * c));
+  using W = winograd_transforms<M>;
+  constexpr int A = W::alpha;
+  std::vector<T> u(static_cast<std::size_t>(A * A * o * c));
   for (std::int64_t oc = 0; oc < o; ++oc)
     for (std::int64_t ic = 0; ic < c; ++ic) {
       const T* k = w + (oc * c + ic) * 9;
-      double gk[4][3], col[3], out[4];
+      double gk[A][3], col[3], out[A];
       for (int x = 0; x < 3; ++x) {  // G g: transform each kernel column
         for (int y = 0; y < 3; ++y) col[y] = static_cast<double>(k[y * 3 + x]);
-        g_rows(col, out);
-        for (int i = 0; i < 4; ++i) gk[i][x] = out[i];
+        W::weights(col, out);
+        for (int i = 0; i < A; ++i) gk[i][x] = out[i];
       }
-      for (int i = 0; i < 4; ++i) {  // (G g) G^T: transform each row
-        g_rows(gk[i], out);
-        for (int j = 0; j < 4; ++j) u[static_cast<std::size_t>(((i * 4 + j) * o + oc) * c + ic)] = static_cast<T>(out[j]);
+      for (int i = 0; i < A; ++i) {  // (G g) G^T: transform each row
+        W::weights(gk[i], out);
+        for (int j = 0; j < A; ++j) u[static_cast<std::size_t>(((i * A + j) * o + oc) * c + ic)] = static_cast<T>(out[j]);
       }
     }
-  for (int xi = 0; xi < winograd_points; ++xi)
+  for (int xi = 0; xi < A * A; ++xi)
     pack_a_full(a_source<T>{u.data() + xi * o * c, c, false, nullptr}, o, c, packed + xi * packed_a_size<T>(o, c));
 }
 
@@ -103,7 +174,7 @@ template <class T>
 std::int64_t winograd_ld(std::int64_t n) {
   return round_up(n, static_cast<std::int64_t>(simd::width<T>));
 }
-// Distance between the 16 points' matrices of `rows` rows: one vector more than rows * ld, so the 16
+// Distance between the points' matrices of `rows` rows: one vector more than rows * ld, so the a*a
 // streams a transform reads or writes at once do not all fall in one L1 set (rows * ld is often a
 // multiple of 4 KiB: 32 x 96 floats on Block35) and exceed its 8 ways.
 template <class T>
@@ -111,131 +182,144 @@ std::int64_t winograd_point_stride(std::int64_t rows, std::int64_t ld) {
   return rows * ld + static_cast<std::int64_t>(simd::width<T>);
 }
 
-// V[xi][ch][e] = (B^T d B)[xi] for the n extended tiles from tile row ty0 of the padded copy xp
-// (rows of V are winograd_ld(n) apart); B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
-template <class T>
-void winograd_input(const T* xp, std::int64_t c, const winograd_tiling& tl, std::int64_t ty0, std::int64_t n, T* v) {
+// V[xi][ch][e] = (B^T d B)[xi] for channels [ch0, ch1) of c and the n extended tiles from tile row ty0
+// of the padded copy xp (rows of V are winograd_ld(n) apart).
+template <int M, class T>
+void winograd_input(const T* xp, std::int64_t c, std::int64_t ch0, std::int64_t ch1, const winograd_tiling& tl,
+                    std::int64_t ty0, std::int64_t n, T* v) {
   using V = simd::batch<T>;
+  using W = winograd_transforms<M>;
+  constexpr int A = W::alpha;
   const std::int64_t ld = winograd_ld<T>(n), point = winograd_point_stride<T>(c, ld), q = tl.q(), plane = tl.plane();
-  for (std::int64_t ch = 0; ch < c; ++ch) {
-    const T* base = xp + ch * 4 * plane + ty0 * q;
+  for (std::int64_t ch = ch0; ch < ch1; ++ch) {
+    const T* base = xp + ch * tl.phases() * plane + ty0 * q;
     T* dst = v + ch * ld;
     for (std::int64_t e = 0; e < n; e += static_cast<std::int64_t>(simd::width<T>)) {
-      V s[4][4];  // B^T d: combine the four rows of each column j
-      for (int j = 0; j < 4; ++j) {
-        const T* col = base + (j % 2) * plane + j / 2 + e;  // row i adds (i % 2) * 2 * plane + (i / 2) * q
-        const V d0 = simd::load(col), d1 = simd::load(col + 2 * plane), d2 = simd::load(col + q),
-                d3 = simd::load(col + 2 * plane + q);
-        s[0][j] = d0 - d2;
-        s[1][j] = d1 + d2;
-        s[2][j] = d2 - d1;
-        s[3][j] = d1 - d3;
+      V s[A][A];  // B^T d: combine the rows of each column j
+      for (int j = 0; j < A; ++j) {
+        const T* col = base + (j % M) * plane + j / M + e;
+        V d[A], t[A];
+        for (int i = 0; i < A; ++i) d[i] = simd::load(col + (i % M) * M * plane + (i / M) * q);
+        W::input(d, t);
+        for (int i = 0; i < A; ++i) s[i][j] = t[i];
       }
-      for (int i = 0; i < 4; ++i) {  // (.) B: combine the four columns
-        T* p = dst + i * 4 * point + e;
-        simd::store_aligned(p, s[i][0] - s[i][2]);
-        simd::store_aligned(p + point, s[i][1] + s[i][2]);
-        simd::store_aligned(p + 2 * point, s[i][2] - s[i][1]);
-        simd::store_aligned(p + 3 * point, s[i][1] - s[i][3]);
+      for (int i = 0; i < A; ++i) {  // (.) B: combine the columns
+        V t[A];
+        W::input(s[i], t);
+        for (int j = 0; j < A; ++j) simd::store_aligned(dst + (i * A + j) * point + e, t[j]);
       }
     }
   }
 }
 
-// y = epilogue(A^T M A) for the n extended tiles from tile row ty0: M[xi][oc][e] (rows winograd_ld(n)
-// apart); A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]. Output (i, j) of every tile goes to quarter[2i + j][e];
-// each output row is then interleaved from its two quarters into `row`, finished (bias, residual,
-// relu) and cropped to the output by epilogue_row. Scratch: 4 * winograd_ld(n) + 2 * q values.
-template <class T>
-void winograd_output(const conv_geometry& g, const conv_forward_args<T>& a, const winograd_tiling& tl, std::int64_t ty0,
-                     std::int64_t n, const T* m, T* y, T* scratch) {
+// y = epilogue(A^T M A) for output channels [o0, o1) and the n extended tiles from tile row ty0:
+// M[xi][oc][e] (rows winograd_ld(n) apart). Output (i, j) of every tile goes to phase[i * m + j][e];
+// each output row is then interleaved from its m phases into `row`, finished (bias, residual, relu)
+// and cropped to the output by epilogue_row. Scratch: winograd_staging_size.
+template <int M, class T>
+void winograd_output(const conv_geometry& g, const conv_forward_args<T>& a, const winograd_tiling& tl, std::int64_t o0,
+                     std::int64_t o1, std::int64_t ty0, std::int64_t n, const T* m, T* y, T* scratch) {
   using V = simd::batch<T>;
+  using W = winograd_transforms<M>;
+  constexpr int A = W::alpha;
   const std::int64_t ld = winograd_ld<T>(n), point = winograd_point_stride<T>(g.o, ld), q = tl.q();
-  T* const quarter = scratch;
-  T* const row = scratch + 4 * ld;
-  for (std::int64_t oc = 0; oc < g.o; ++oc) {
+  T* const phase = scratch;
+  T* const row = scratch + M * M * ld;
+  for (std::int64_t oc = o0; oc < o1; ++oc) {
     const T* src = m + oc * ld;
     for (std::int64_t e = 0; e < n; e += static_cast<std::int64_t>(simd::width<T>)) {
-      V r[2][4];  // A^T M: combine the four rows of each column j
-      for (int j = 0; j < 4; ++j) {
-        const T* p = src + j * point + e;
-        const V m0 = simd::load_aligned(p), m1 = simd::load_aligned(p + 4 * point), m2 = simd::load_aligned(p + 8 * point),
-                m3 = simd::load_aligned(p + 12 * point);
-        r[0][j] = m0 + m1 + m2;
-        r[1][j] = m1 - m2 - m3;
+      V r[M][A];  // A^T M: combine the rows of each column j
+      for (int j = 0; j < A; ++j) {
+        V col[A], o[M];
+        for (int i = 0; i < A; ++i) col[i] = simd::load_aligned(src + (i * A + j) * point + e);
+        W::output(col, o);
+        for (int i = 0; i < M; ++i) r[i][j] = o[i];
       }
-      for (int i = 0; i < 2; ++i) {  // (.) A: combine the four columns
-        simd::store_aligned(quarter + (2 * i) * ld + e, r[i][0] + r[i][1] + r[i][2]);
-        simd::store_aligned(quarter + (2 * i + 1) * ld + e, r[i][1] - r[i][2] - r[i][3]);
+      for (int i = 0; i < M; ++i) {  // (.) A: combine the columns
+        V o[M];
+        W::output(r[i], o);
+        for (int j = 0; j < M; ++j) simd::store_aligned(phase + (i * M + j) * ld + e, o[j]);
       }
     }
     const T bias = a.bias ? a.bias[oc] : T(0);
     for (std::int64_t ty = ty0; ty < ty0 + n / q; ++ty)
-      for (std::int64_t i = 0; i < 2 && 2 * ty + i < g.oh; ++i) {
-        const T* even = quarter + 2 * i * ld + (ty - ty0) * q;
-        const T* odd = even + ld;
-        for (std::int64_t tx = 0; tx < tl.tw; ++tx) {
-          row[2 * tx] = even[tx];
-          row[2 * tx + 1] = odd[tx];
-        }
-        const std::int64_t off = oc * g.spatial() + (2 * ty + i) * g.ow;
+      for (std::int64_t i = 0; i < M && M * ty + i < g.oh; ++i) {
+        const T* first = phase + i * M * ld + (ty - ty0) * q;
+        for (std::int64_t tx = 0; tx < tl.tw; ++tx)
+          for (int j = 0; j < M; ++j) row[M * tx + j] = first[j * ld + tx];
+        const std::int64_t off = oc * g.spatial() + (M * ty + i) * g.ow;
         epilogue_row(row, y + off, g.ow, bias, a.residual ? a.residual + off : nullptr, a.residual_scale, a.relu);
       }
   }
 }
 
-// Tile rows per chunk: each thread transforms, multiplies and finishes whole chunks in its own
-// scratch. Chunks of about 512K values of V and M together (16 * (c + o) per tile; 2 MiB in float)
-// measured fastest single-threaded on IRv1's conv2d_4a and NN4's 3x3s: 192K-value chunks made the
-// GEMMs too narrow (N = 38 on conv2d_4a: 1.12x over implicit GEMM instead of 1.27x), 2M and 8M were
-// no faster. At least one chunk per thread, so batch 1 uses every core.
-inline std::int64_t winograd_chunk_rows(const conv_geometry& g, const winograd_tiling& tl, int threads) {
-  const std::int64_t per_row = winograd_points * (g.c + g.o) * tl.q();
+// Tile rows per chunk. The threads share each chunk: they transform its input split by channels,
+// multiply split by points (every GEMM spans all the chunk's tiles: splitting the tiles between the
+// threads halved N, and F(4x4) gained 1.2x from a second thread instead of about 1.9x) and finish
+// split by output channels. Chunks of about 512K values of V and M together (a*a * (c + o) per tile;
+// 2 MiB in float) measured fastest single-threaded on IRv1's conv2d_4a and NN4's 3x3s with F(2x2):
+// 192K-value chunks made the GEMMs too narrow (N = 38 on conv2d_4a: 1.12x over implicit GEMM instead
+// of 1.27x), 2M and 8M were no faster.
+inline std::int64_t winograd_chunk_rows(const conv_geometry& g, const winograd_tiling& tl) {
+  const std::int64_t per_row = std::int64_t(tl.m + 2) * (tl.m + 2) * (g.c + g.o) * tl.q();
   const std::int64_t cap = std::max<std::int64_t>(1, (std::int64_t(512) * 1024) / per_row);
-  const std::int64_t chunks = std::min(tl.th, round_up((tl.th + cap - 1) / cap, threads));
+  const std::int64_t chunks = (tl.th + cap - 1) / cap;
   return (tl.th + chunks - 1) / chunks;
 }
 
-// Scratch elements one thread needs for a chunk of `rows` tile rows: V, M and the output staging.
+// Output staging of one thread (winograd_output) for chunks of `rows` tile rows, in whole 64-byte
+// lines so that every thread's staging is aligned.
 template <class T>
-std::int64_t winograd_thread_scratch(const conv_geometry& g, const winograd_tiling& tl, std::int64_t rows) {
-  const std::int64_t ld = winograd_ld<T>(rows * tl.q());
-  return winograd_points * (winograd_point_stride<T>(g.c, ld) + winograd_point_stride<T>(g.o, ld)) + 4 * ld + 2 * tl.q() + 64;
+std::int64_t winograd_staging_size(const winograd_tiling& tl, std::int64_t rows) {
+  return round_up(tl.phases() * winograd_ld<T>(rows * tl.q()) + tl.m * tl.q(), std::int64_t(64 / sizeof(T)));
 }
 
 // Elements of the caller's workspace: the padded copy.
-inline std::int64_t winograd_workspace_size(const conv_geometry& g) { return winograd_tiling_of(g).padded_size(g.c); }
+inline std::int64_t winograd_workspace_size(const conv_geometry& g, int m) { return winograd_tiling_of(g, m).padded_size(g.c); }
 
-// One image: y[o, oh, ow] = epilogue(conv(x)) with U pre-packed by winograd_pack_weights.
-template <class T>
+// One image: y[o, oh, ow] = epilogue(conv(x)) with U pre-packed by winograd_pack_weights<M>.
+template <int M, class T>
 void forward_image_winograd(const conv_geometry& g, const conv_forward_args<T>& a, const T* packed_u, const T* x, T* y,
                             T* ws) {
-  const winograd_tiling tl = winograd_tiling_of(g);
+  constexpr int points = (M + 2) * (M + 2);
+  const winograd_tiling tl = winograd_tiling_of(g, M);
   winograd_pad(g, tl, x, ws);
   const std::int64_t usize = packed_a_size<T>(g.o, g.c);
   const int threads = parallel::in_parallel() ? 1 : std::max(1, parallel::max_threads());
-  const std::int64_t rows = winograd_chunk_rows(g, tl, threads), chunks = (tl.th + rows - 1) / rows;
+  const std::int64_t rows = winograd_chunk_rows(g, tl), chunks = (tl.th + rows - 1) / rows;
+  const std::int64_t cap = winograd_ld<T>(rows * tl.q()), staging = winograd_staging_size<T>(tl, rows);
+  // V and M, shared by the threads, then each thread's output staging.
+  T* v = thread_scratch<T>(3, points * (winograd_point_stride<T>(g.c, cap) + winograd_point_stride<T>(g.o, cap)) +
+                                  threads * staging);
+  T* m = v + points * winograd_point_stride<T>(g.c, cap);
+  T* out = m + points * winograd_point_stride<T>(g.o, cap);
   parallel::parallel_region(
       [&](int t, int nt) {
-        std::int64_t first = 0, last = 0;
-        parallel::split_range(chunks, nt, t, first, last);
-        const std::int64_t cap = winograd_ld<T>(rows * tl.q());
-        T* v = thread_scratch<T>(3, winograd_thread_scratch<T>(g, tl, rows));
-        T* m = v + winograd_points * winograd_point_stride<T>(g.c, cap);
-        T* out = m + winograd_points * winograd_point_stride<T>(g.o, cap);
-        for (std::int64_t ci = first; ci < last; ++ci) {
+        const auto share = [&](std::int64_t count) {
+          std::int64_t first = 0, last = 0;
+          parallel::split_range(count, nt, t, first, last);
+          return std::pair<std::int64_t, std::int64_t>(first, last);
+        };
+        const auto [c0, c1] = share(g.c);
+        const auto [p0, p1] = share(points);
+        const auto [o0, o1] = share(g.o);
+        for (std::int64_t ci = 0; ci < chunks; ++ci) {
           const std::int64_t ty0 = ci * rows, n = (std::min(tl.th, ty0 + rows) - ty0) * tl.q(), ld = winograd_ld<T>(n);
-          winograd_input(ws, g.c, tl, ty0, n, v);
+          // The previous chunk's GEMMs have read V (second barrier below) before it is overwritten.
+          winograd_input<M>(ws, g.c, c0, c1, tl, ty0, n, v);
+          parallel::barrier(nt);
           // All ld columns (V is defined there too): the output transform reads whole vectors of M,
-          // and uninitialised lanes might hold denormals.
-          for (int xi = 0; xi < winograd_points; ++xi)
+          // and uninitialised lanes might hold denormals. The previous chunk's output transform has
+          // read M (first barrier above) before it is overwritten.
+          for (std::int64_t xi = p0; xi < p1; ++xi)
             gemm_run(g.o, ld, g.c, T(1), a_source<T>{nullptr, 0, false, packed_u + xi * usize},
                      b_matrix<T>{v + xi * winograd_point_stride<T>(g.c, ld), ld, false}, T(0),
                      m + xi * winograd_point_stride<T>(g.o, ld), ld);
-          winograd_output(g, a, tl, ty0, n, m, y, out);
+          parallel::barrier(nt);
+          winograd_output<M>(g, a, tl, o0, o1, ty0, n, m, y, out + t * staging);
         }
       },
-      static_cast<int>(std::min<std::int64_t>(threads, chunks)));
+      threads);
 }
 
 }  // namespace facenet::kernels::detail
