@@ -372,7 +372,7 @@ TEST(Conv2dPlan, PacksEachFormOnFirstUseAndRepacksThemAll) {
   fk::conv2d_plan<float> plan(random_tensor<float>({64, 64, 3, 3}, 3300), random_tensor<float>({64}, 3301), p,
                               fk::activation::relu);
   std::vector<Tensor<float>> xs;
-  for (std::int64_t size : {24, 12, 4}) xs.push_back(random_tensor<float>({1, 64, size, size}, 3302 + size));
+  for (std::int64_t size : {24, 12, 5}) xs.push_back(random_tensor<float>({1, 64, size, size}, 3302 + size));
   const auto check = [&](const Tensor<float>& w, const Tensor<float>& b, const std::vector<Tensor<float>>& ys) {
     for (std::size_t i = 0; i < ys.size(); ++i) {
       const Tensor<float>& x = xs[i % xs.size()];
@@ -412,12 +412,11 @@ TEST(Conv2dPlan, AutomaticSelection) {
   const auto wide = plan(64, 64, 3, same);
   EXPECT_EQ(wide.algo_for({1, 64, 24, 24}), fk::conv2d_algo::winograd_4x4);
   EXPECT_EQ(wide.algo_for({1, 64, 12, 12}), fk::conv2d_algo::winograd);
-  EXPECT_EQ(wide.algo_for({1, 64, 6, 6}), fk::conv2d_algo::winograd);
-  EXPECT_EQ(wide.algo_for({1, 64, 5, 5}), fk::conv2d_algo::gemm);  // too few tiles
+  EXPECT_EQ(wide.algo_for({1, 64, 8, 8}), fk::conv2d_algo::winograd);
+  EXPECT_EQ(wide.algo_for({1, 64, 6, 6}), fk::conv2d_algo::gemm);  // too few tiles
   EXPECT_EQ(plan(80, 192, 3, {}).algo_for({1, 80, 38, 38}), fk::conv2d_algo::winograd_4x4);  // IRv1 conv2d_4a
   EXPECT_EQ(plan(32, 64, 3, same).algo_for({1, 32, 77, 77}), fk::conv2d_algo::winograd_4x4);  // IRv1 conv2d_2b
-  EXPECT_EQ(plan(32, 32, 3, same).algo_for({1, 32, 17, 17}), fk::conv2d_algo::winograd);      // IRv1 Block35
-  EXPECT_EQ(plan(32, 32, 3, same).algo_for({1, 32, 15, 15}), fk::conv2d_algo::gemm);     // too few channels for the tiles
+  EXPECT_EQ(plan(32, 32, 3, same).algo_for({1, 32, 17, 17}), fk::conv2d_algo::gemm);  // IRv1 Block35: too few channels
   EXPECT_EQ(plan(16, 64, 3, same).algo_for({1, 16, 77, 77}), fk::conv2d_algo::gemm);     // too few channels
   EXPECT_EQ(plan(64, 64, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)).algo_for({1, 64, 24, 24}), fk::conv2d_algo::gemm);
   EXPECT_EQ(plan(64, 64, 1, {}).algo_for({1, 64, 24, 24}), fk::conv2d_algo::gemm);

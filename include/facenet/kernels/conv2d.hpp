@@ -358,16 +358,18 @@ class conv2d_plan {
   // size. bench_conv2d, batch 1, AVX2, us on 2 threads (1 thread) for implicit GEMM / F(2x2) /
   // F(4x4): NN4 conv3 24x24 900 / 527 / 393 (1496 / 1004 / 709), IRv1 conv2d_4a 36x36 2243 / 1379 /
   // 926 (4020 / 2427 / 1792), mixed_6a's 192-channel 17x17 1453 / 828 / 725, conv2d_2b (32 -> 64 at
-  // 77x77) 1457 / 1019 / 760; NN4 3a 12x12 245 / 163 / 182, Block35 (32 channels, 17x17) 79 / 53 / 63
-  // (85 / 84 / 94), NN4 4a 6x6 114 / 99 / 135 (181 / 175 / 238). F(4x4) needs enough tiles (16 outputs
-  // each) to fill its GEMMs, and enough channels to pay for its larger transforms.
+  // 77x77) 1457 / 1019 / 760; NN4 3a 12x12 245 / 163 / 182. F(4x4) needs enough tiles (16 outputs
+  // each) to fill its GEMMs, and enough channels to pay for its larger transforms. Inside the
+  // networks (facenet bench --profile), where weights and maps come cold from the previous layer,
+  // F(2x2) won on IRv1 mixed_7a's 256-channel 8x8 (0.62 -> 0.38 ms) but lost on NN4 4a's 6x6 (0.10 ->
+  // 0.13 ms) and on the 32-channel 17x17 Block35 (0.077 -> 0.08-0.09 ms), although it won both
+  // alone (99 against 114 us, 53 against 79).
   static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 32 && o >= 32; }
   static conv2d_algo automatic_map(const shape& w, std::int64_t oh, std::int64_t ow) {
-    const bool narrow = w[0] < 64 || w[1] < 64;
     const std::int64_t pixels = oh * ow;
-    if (pixels >= (narrow ? 48 * 48 : 16 * 16)) return conv2d_algo::winograd_4x4;
-    if (pixels >= (narrow ? 16 * 16 : 6 * 6)) return conv2d_algo::winograd;
-    return conv2d_algo::gemm;
+    if (w[0] < 64 || w[1] < 64) return pixels >= 48 * 48 ? conv2d_algo::winograd_4x4 : conv2d_algo::gemm;
+    if (pixels >= 16 * 16) return conv2d_algo::winograd_4x4;
+    return pixels >= 8 * 8 ? conv2d_algo::winograd : conv2d_algo::gemm;
   }
   // The algorithm automatic selection would run weights w with params p by for oh x ow outputs.
   static conv2d_algo automatic_algo(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
