@@ -308,6 +308,52 @@ TEST(Conv2dPlan, WinogradMatchesReference) {
   }
 }
 
+// The weight gradient by Winograd (A and G exchanged), both tile sizes forced, against the scalar
+// reference: output sizes of every remainder by 2 and 4, asymmetric padding, one tile, batches split
+// over the threads, and the automatic choice on a map and channels that take it.
+template <class T>
+void check_weight_grad(const conv_case& cc, std::uint32_t seed, fk::conv2d_algo algo) {
+  const Tensor<T> x = random_tensor<T>({cc.n, cc.c, cc.h, cc.w}, seed);
+  const shape ws{cc.o, cc.c, 3, 3};
+  const Tensor<T> dy = random_tensor<T>(fk::conv2d_output_shape(x.shape(), ws, cc.p), seed + 1);
+  Tensor<T> want(ws), got(ws), db_want, db;
+  ref::conv2d_backward_weight(x, dy, want, &db_want, cc.p);
+  fk::conv2d_backward_weight(x, dy, got, &db, cc.p, algo);
+  EXPECT_LE(max_abs_diff(got, want), tol<T>(cc.n * dy.h() * dy.w(), algo)) << "dw " << int(algo) << " " << cc.what();
+  EXPECT_LE(max_abs_diff(db, db_want), tol<T>(cc.n * dy.h() * dy.w())) << "db " << cc.what();
+}
+
+TEST(Conv2d, WinogradWeightGradientMatchesReference) {
+  const conv_case cases[] = {
+      {1, 3, 5, 5, 2, 3, 3, pads(0, 0, 0, 0)},
+      {2, 5, 8, 9, 7, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+      {1, 4, 9, 7, 6, 3, 3, pads(1, 2, 0, 3)},
+      {3, 6, 7, 8, 5, 3, 3, pads(0, 0, 0, 0)},
+      {5, 9, 15, 13, 4, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+      {3, 64, 16, 16, 64, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // automatic takes F(4x4) here
+  };
+  std::uint32_t seed = 2600;
+  for (const auto& cc : cases)
+    for (const auto algo : {fk::conv2d_algo::winograd, fk::conv2d_algo::winograd_4x4}) {
+      check_weight_grad<float>(cc, seed += 10, algo);
+      check_weight_grad<double>(cc, seed += 10, algo);
+    }
+  const conv_case& big = cases[std::size(cases) - 1];
+  EXPECT_EQ(fk::conv2d_weight_grad_algo(shape{big.o, big.c, 3, 3}, big.p, 16, 16), fk::conv2d_algo::winograd_4x4);
+  check_weight_grad<float>(big, seed += 10, fk::conv2d_algo::automatic);
+  EXPECT_EQ(fk::conv2d_weight_grad_algo(shape{64, 64, 3, 3}, big.p, 12, 12), fk::conv2d_algo::winograd);
+  EXPECT_EQ(fk::conv2d_weight_grad_algo(shape{32, 40, 3, 3}, big.p, 17, 17), fk::conv2d_algo::winograd);
+  EXPECT_EQ(fk::conv2d_weight_grad_algo(shape{64, 64, 3, 3}, big.p, 6, 6), fk::conv2d_algo::gemm);
+  EXPECT_EQ(fk::conv2d_weight_grad_algo(shape{16, 40, 3, 3}, big.p, 12, 12), fk::conv2d_algo::gemm);
+  EXPECT_EQ(fk::conv2d_weight_grad_algo(shape{64, 64, 3, 3}, fk::conv2d_params::symmetric(1, 1, 2, 2), 12, 12),
+            fk::conv2d_algo::gemm);
+  Tensor<float> dw({4, 3, 3, 3});
+  EXPECT_THROW(fk::conv2d_backward_weight(random_tensor<float>({1, 3, 9, 9}, 1), random_tensor<float>({1, 4, 4, 4}, 2), dw,
+                                          static_cast<Tensor<float>*>(nullptr), fk::conv2d_params::symmetric(0, 0, 2, 2),
+                                          fk::conv2d_algo::winograd),
+               facenet::unsupported_error);
+}
+
 // The data gradient as a convolution of dy (what the conv2d layer trains with): flipped weights and
 // padding k - 1 - pad through a plan, by GEMM and (3x3) by Winograd, against the scalar reference's
 // backward_data, for every stride-1 case whose padding stays below the kernel.

@@ -277,10 +277,25 @@ void conv2d_flip_weights(const Tensor<T>& w, Tensor<T>& out) {
     }
 }
 
+// What conv2d_backward_weight's automatic choice runs: Winograd for stride-1 3x3 weights with 32+
+// channels each side, by output map size. dw of a batch of 96, 2 threads, AVX2, ms for GEMM lowering
+// / F(2x2) / F(4x4): NN4 conv3 (64 -> 192, 24x24) 76.7 / 49.5 / 38.8, inception_3a (96 -> 128,
+// 12x12) 24.7 / 14.9 / 18.4, inception_4a (96 -> 192, 6x6) 9.4 / 10.6 / 18.5; 16 images of IRv1's
+// Block35 (32 channels, 17x17) 1.32 / 0.80 / 0.96. Unlike the forward pass, small maps do not starve
+// the GEMMs here (their depth is the tiles of all the images), so F(2x2) pays from 8x8.
+inline conv2d_algo conv2d_weight_grad_algo(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
+  if (!detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w) || w[0] < 32 || w[1] < 32) return conv2d_algo::gemm;
+  const std::int64_t pixels = oh * ow;
+  if (pixels >= (w[0] < 64 || w[1] < 64 ? 48 * 48 : 16 * 16)) return conv2d_algo::winograd_4x4;
+  return pixels >= 8 * 8 ? conv2d_algo::winograd : conv2d_algo::gemm;
+}
+
 // dw = d loss / d w summed over the batch (and db = d loss / d bias when db is non-null), overwritten.
 // dw must arrive shaped [o, c, kh, kw]: with strides > 1 the kernel size is not implied by x and dy.
+// `algo` forces the GEMM lowering or Winograd (3x3 stride 1 only; tests, benchmarks).
 template <class T>
-void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& dw, Tensor<T>* db, const conv2d_params& p) {
+void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& dw, Tensor<T>* db, const conv2d_params& p,
+                            conv2d_algo algo = conv2d_algo::automatic) {
   FACENET_CHECK(x.rank() == 4 && dy.rank() == 4, shape_error,
                 "conv2d_backward_weight: x " + x.shape().str() + " and dy " + dy.shape().str() + " must be rank 4");
   FACENET_CHECK(x.n() == dy.n(), shape_error,
@@ -293,9 +308,18 @@ void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& 
   x.require_contiguous("conv2d_backward_weight x");
   dy.require_contiguous("conv2d_backward_weight dy");
   dw.require_contiguous("conv2d_backward_weight dw");
+  const bool winograd_fits = detail::winograd_applies(g.kh, g.kw, g.sh, g.sw);
+  FACENET_CHECK(algo == conv2d_algo::automatic || algo == conv2d_algo::gemm || winograd_fits, unsupported_error,
+                "conv2d_backward_weight: Winograd needs 3x3 weights and stride 1; got weights " + dw.shape().str() + ", " +
+                    p.str());
+  if (algo == conv2d_algo::automatic) algo = conv2d_weight_grad_algo(dw.shape(), p, g.oh, g.ow);
   const std::int64_t s = g.spatial();
   const std::int64_t group = detail::images_per_gemm<T>(g);
-  if (detail::by_images_applies(g, group)) {
+  if (g.n > 0 && algo == conv2d_algo::winograd_4x4) {
+    detail::backward_weight_winograd<4>(g, x.data(), dy.data(), dw.data());
+  } else if (g.n > 0 && algo == conv2d_algo::winograd) {
+    detail::backward_weight_winograd<2>(g, x.data(), dy.data(), dw.data());
+  } else if (detail::by_images_applies(g, group)) {
     detail::backward_weight_by_images(g, x.data(), dy.data(), dw.data());
   } else if (group > 1) {
     detail::backward_weight_grouped(g, x.data(), dy.data(), dw.data(), group);

@@ -50,6 +50,19 @@ struct winograd_transforms<2> {
     o[0] = m[0] + m[1] + m[2];
     o[1] = m[1] - m[2] - m[3];
   }
+  // The weight gradient's transforms (A and G exchanged): A y for 2 values of dy, G^T p for 4 sums.
+  template <class V>
+  static void output_transposed(const V* y, V* t) {
+    t[0] = y[0];
+    t[1] = y[0] + y[1];
+    t[2] = y[0] - y[1];
+    t[3] = -y[1];
+  }
+  static void weights_transposed(const double* p, double* k) {
+    k[0] = p[0] + 0.5 * (p[1] + p[2]);
+    k[1] = 0.5 * (p[1] - p[2]);
+    k[2] = 0.5 * (p[1] + p[2]) + p[3];
+  }
 };
 
 template <>
@@ -86,6 +99,25 @@ struct winograd_transforms<4> {
     o[1] = simd::fma(V(2), d2, d1);
     o[2] = simd::fma(V(4), s2, s1);
     o[3] = simd::fma(V(8), d2, d1) + m[5];
+  }
+  // A y for 4 values of dy: A = [[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [1, -2, 4, -8],
+  // [0, 0, 0, 1]].
+  template <class V>
+  static void output_transposed(const V* y, V* t) {
+    const V even = y[0] + y[2], odd = y[1] + y[3];
+    const V even4 = simd::fma(V(4), y[2], y[0]), odd4 = simd::fma(V(8), y[3], V(2) * y[1]);
+    t[0] = y[0];
+    t[1] = even + odd;
+    t[2] = even - odd;
+    t[3] = even4 + odd4;
+    t[4] = even4 - odd4;
+    t[5] = y[3];
+  }
+  // G^T p for 6 sums.
+  static void weights_transposed(const double* p, double* k) {
+    k[0] = p[0] / 4 - (p[1] + p[2]) / 6 + (p[3] + p[4]) / 24;
+    k[1] = (p[2] - p[1]) / 6 + (p[3] - p[4]) / 12;
+    k[2] = (p[3] + p[4] - p[1] - p[2]) / 6 + p[5];
   }
 };
 
@@ -320,6 +352,119 @@ void forward_image_winograd(const conv_geometry& g, const conv_forward_args<T>& 
         }
       },
       threads);
+}
+
+// The weight gradient dw[o][c] = sum over output pixels of dy[o] times the input window, by the same
+// tiles with the roles of A and G exchanged (Lavin & Gray, section 5): per tile the 3x3 correlation
+// of the a x a input tile d with the m x m tile of dy is G^T [(A dy A^T) . (B^T d B)] G, and the
+// sums over tiles and images of the a*a products are GEMMs with the tiles as their depth:
+// P_xi[o][c] += D_xi[o][tiles] V_xi[c][tiles]^T.
+
+// dy of one image in its tiles' phase-plane layout: value (i, j) of tile (ty, tx) at
+// plane(i * m + j) + ty * q + tx, zero past the output and in the extended column tx = tw (so the
+// extended tiles add nothing). winograd_dy_size values, slack included.
+inline std::int64_t winograd_dy_size(const conv_geometry& g, const winograd_tiling& tl) {
+  return g.o * tl.phases() * tl.plane() + 64;
+}
+template <class T>
+void winograd_dy_planes(const conv_geometry& g, const winograd_tiling& tl, const T* dy, T* dp) {
+  const std::int64_t q = tl.q(), plane = tl.plane(), m = tl.m;
+  std::fill(dp, dp + winograd_dy_size(g, tl), T(0));
+  for (std::int64_t oc = 0; oc < g.o; ++oc)
+    for (std::int64_t y = 0; y < g.oh; ++y) {
+      const T* row = dy + (oc * g.oh + y) * g.ow;
+      T* dst = dp + (oc * tl.phases() + (y % m) * m) * plane + (y / m) * q;
+      for (std::int64_t phase = 0; phase < m; ++phase) {
+        T* d = dst + phase * plane;
+        for (std::int64_t xx = phase, k = 0; xx < g.ow; xx += m, ++k) d[k] = row[xx];
+      }
+    }
+}
+
+// D[xi][oc][e] = (A dy A^T)[xi] for the n extended tiles from tile row ty0 (rows winograd_ld(n) apart).
+template <int M, class T>
+void winograd_dy_transform(const T* dp, std::int64_t o, const winograd_tiling& tl, std::int64_t ty0, std::int64_t n, T* d) {
+  using V = simd::batch<T>;
+  using W = winograd_transforms<M>;
+  constexpr int A = W::alpha;
+  const std::int64_t ld = winograd_ld<T>(n), point = winograd_point_stride<T>(o, ld), plane = tl.plane();
+  for (std::int64_t oc = 0; oc < o; ++oc) {
+    const T* base = dp + oc * tl.phases() * plane + ty0 * tl.q();
+    T* dst = d + oc * ld;
+    for (std::int64_t e = 0; e < n; e += static_cast<std::int64_t>(simd::width<T>)) {
+      V s[A][M];  // A dy: expand the rows of each column j
+      for (int j = 0; j < M; ++j) {
+        V y[M], t[A];
+        for (int i = 0; i < M; ++i) y[i] = simd::load(base + (i * M + j) * plane + e);
+        W::output_transposed(y, t);
+        for (int r = 0; r < A; ++r) s[r][j] = t[r];
+      }
+      for (int r = 0; r < A; ++r) {  // (.) A^T: expand the columns
+        V t[A];
+        W::output_transposed(s[r], t);
+        for (int j = 0; j < A; ++j) simd::store_aligned(dst + (r * A + j) * point + e, t[j]);
+      }
+    }
+  }
+}
+
+// dw[o][c][3][3] (overwritten) for the batch of x and dy; the threads take shares of the images, each
+// summing its own P, and P's sums are transformed to 3x3 at the end.
+template <int M, class T>
+void backward_weight_winograd(const conv_geometry& g, const T* x, const T* dy, T* dw) {
+  using W = winograd_transforms<M>;
+  constexpr int A = W::alpha, points = A * A;
+  const winograd_tiling tl = winograd_tiling_of(g, M);
+  const std::int64_t rows = winograd_chunk_rows(g, tl), cap = winograd_ld<T>(rows * tl.q()), psize = points * g.o * g.c;
+  // Whole 64-byte lines each, so that V and D stay aligned.
+  const std::int64_t line = 64 / sizeof(T);
+  const std::int64_t xsize = round_up(tl.padded_size(g.c), line), dsize = round_up(winograd_dy_size(g, tl), line);
+  const int threads = static_cast<int>(std::min<std::int64_t>(parallel::in_parallel() ? 1 : parallel::max_threads(), g.n));
+  T* sums = thread_scratch<T>(6, std::max(threads, 1) * psize);
+  parallel::parallel_region(
+      [&](int t, int nt) {
+        T* p = sums + t * psize;
+        std::fill(p, p + psize, T(0));
+        T* xp = thread_scratch<T>(3, xsize + dsize + points * (winograd_point_stride<T>(g.c, cap) + winograd_point_stride<T>(g.o, cap)));
+        T* dp = xp + xsize;
+        T* v = dp + dsize;
+        T* d = v + points * winograd_point_stride<T>(g.c, cap);
+        std::int64_t first = 0, last = 0;
+        parallel::split_range(g.n, nt, t, first, last);
+        for (std::int64_t i = first; i < last; ++i) {
+          winograd_pad(g, tl, x + i * g.in_size(), xp);
+          winograd_dy_planes(g, tl, dy + i * g.out_size(), dp);
+          for (std::int64_t ty0 = 0; ty0 < tl.th; ty0 += rows) {
+            const std::int64_t n = (std::min(tl.th, ty0 + rows) - ty0) * tl.q(), ld = winograd_ld<T>(n);
+            winograd_input<M>(xp, g.c, 0, g.c, tl, ty0, n, v);
+            winograd_dy_transform<M>(dp, g.o, tl, ty0, n, d);
+            for (int xi = 0; xi < points; ++xi)
+              gemm_run(g.o, g.c, n, T(1), a_source<T>{d + xi * winograd_point_stride<T>(g.o, ld), ld, false, nullptr},
+                       b_matrix<T>{v + xi * winograd_point_stride<T>(g.c, ld), ld, true}, T(1), p + xi * g.o * g.c, g.c);
+          }
+        }
+      },
+      threads);
+  parallel::parallel_for(0, g.o, [&](std::int64_t oc) {
+    for (std::int64_t ic = 0; ic < g.c; ++ic) {
+      double acc[A][A], col[A], k[3], half[3][A];
+      for (int xi = 0; xi < points; ++xi) {
+        double sum = 0;
+        for (int t = 0; t < threads; ++t) sum += static_cast<double>(sums[t * psize + (xi * g.o + oc) * g.c + ic]);
+        acc[xi / A][xi % A] = sum;
+      }
+      for (int j = 0; j < A; ++j) {  // G^T P: reduce each column
+        for (int r = 0; r < A; ++r) col[r] = acc[r][j];
+        W::weights_transposed(col, k);
+        for (int ky = 0; ky < 3; ++ky) half[ky][j] = k[ky];
+      }
+      T* out = dw + (oc * g.c + ic) * 9;
+      for (int ky = 0; ky < 3; ++ky) {  // (.) G: reduce each row
+        W::weights_transposed(half[ky], k);
+        for (int kx = 0; kx < 3; ++kx) out[ky * 3 + kx] = static_cast<T>(k[kx]);
+      }
+    }
+  });
 }
 
 }  // namespace facenet::kernels::detail
