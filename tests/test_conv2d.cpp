@@ -64,6 +64,12 @@ const conv_case kCases[] = {
     {5, 6, 12, 12, 5, 1, 1, pads(0, 0, 0, 0)},           // 1x1, 144 pixels: backward in groups of 4, then 1
     {7, 5, 7, 7, 6, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // strided, all 7 images in one group
     {3, 3, 35, 33, 5, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},  // 306 pixels, small dw: images split over threads
+    // Stride 2 over 64+ outputs (output rows split over the threads, each lowering its own).
+    {2, 5, 17, 18, 6, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // 9x9 outputs
+    {1, 4, 20, 21, 5, 3, 3, pads(0, 1, 0, 1, 2, 2)},                   // TF "SAME", odd padding pixel at the end
+    {1, 3, 23, 22, 4, 7, 7, fk::conv2d_params::symmetric(3, 3, 2, 2)},  // NN4 conv1-like, 12x11 outputs
+    {2, 6, 19, 17, 3, 3, 3, pads(0, 0, 0, 0, 2, 2)},                   // no padding, odd input: 9x8
+    {1, 5, 18, 16, 4, 3, 3, pads(1, 0, 2, 1, 2, 2)},                   // every side different
 };
 
 template <class T>
