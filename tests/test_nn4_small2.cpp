@@ -138,6 +138,28 @@ TEST(NN4Small2, EmbedderIsThreadSafeAndBatchConsistent) {
   EXPECT_LE(facenet::testing::max_abs_diff(first, yb.batch(0).clone()), 1e-5);
 }
 
+// The first embeddings of a new embedder run in two threads at once: the 3x3 layers' plans pack their
+// Winograd and GEMM forms on first use (conv2d_plan), under ThreadSanitizer in CI.
+TEST(NN4Small2, EmbedderIsThreadSafeOnFirstUse) {
+  models::nn4_small2<float> m;
+  randomize(m, 1);
+  const Tensor<float> a = facenet::testing::random_tensor<float>(shape{1, 3, 96, 96}, 2);
+  const Tensor<float> b = facenet::testing::random_tensor<float>(shape{4, 3, 96, 96}, 3);
+  Tensor<float> ya, yb, ra, rb;
+  {
+    const models::embedder<float> warm(m);
+    warm.embed(a, ya);
+    warm.embed(b, yb);
+  }
+  const models::embedder<float> e(m);
+  std::thread t1([&] { e.embed(a, ra); });
+  std::thread t2([&] { e.embed(b, rb); });
+  t1.join();
+  t2.join();
+  EXPECT_EQ(facenet::testing::max_abs_diff(ra, ya), 0.0);
+  EXPECT_EQ(facenet::testing::max_abs_diff(rb, yb), 0.0);
+}
+
 // A batch is split over the threads (shares embedded with serial kernels) and what does not divide
 // evenly runs with the kernels parallel inside: every row, from either path, is that image's own
 // embedding.
