@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -108,6 +109,24 @@ inline std::filesystem::path model_fixture_dir(std::string& why) {
 #include "facenet/models/model.hpp"
 
 namespace facenet::testing {
+
+// Two threads embedding a and b through one embedder at the same time (`rounds` calls each) get
+// exactly want_a and want_b.
+template <class T>
+void expect_concurrent_embeds(const models::embedder<T>& e, const Tensor<T>& a, const Tensor<T>& want_a, const Tensor<T>& b,
+                              const Tensor<T>& want_b, int rounds = 1) {
+  Tensor<T> ra, rb;
+  std::thread t1([&] {
+    for (int i = 0; i < rounds; ++i) e.embed(a, ra);
+  });
+  std::thread t2([&] {
+    for (int i = 0; i < rounds; ++i) e.embed(b, rb);
+  });
+  t1.join();
+  t2.join();
+  EXPECT_EQ(max_abs_diff(ra, want_a), 0.0);
+  EXPECT_EQ(max_abs_diff(rb, want_b), 0.0);
+}
 
 // Error of values such as logits or running statistics: max |ours - ref| / max(max |ref|, floor).
 template <class T>

@@ -5,7 +5,6 @@
 
 #include <fstream>
 #include <set>
-#include <thread>
 
 #include "allocation_counting.hpp"
 #include "facenet/models/inception_resnet_v1.hpp"
@@ -125,13 +124,7 @@ TEST(NN4Small2, EmbedderIsThreadSafeAndBatchConsistent) {
   e.embed(a, ya);
   e.embed(b, yb);
 
-  Tensor<float> ra, rb;
-  std::thread t1([&] { for (int i = 0; i < 3; ++i) e.embed(a, ra); });
-  std::thread t2([&] { for (int i = 0; i < 3; ++i) e.embed(b, rb); });
-  t1.join();
-  t2.join();
-  EXPECT_EQ(facenet::testing::max_abs_diff(ra, ya), 0.0);
-  EXPECT_EQ(facenet::testing::max_abs_diff(rb, yb), 0.0);
+  facenet::testing::expect_concurrent_embeds(e, a, ya, b, yb, 3);
   // Batch N rows equal batch 1 results.
   Tensor<float> first;
   e.embed(b.batch(0).clone(), first);
@@ -145,19 +138,13 @@ TEST(NN4Small2, EmbedderIsThreadSafeOnFirstUse) {
   randomize(m, 1);
   const Tensor<float> a = facenet::testing::random_tensor<float>(shape{1, 3, 96, 96}, 2);
   const Tensor<float> b = facenet::testing::random_tensor<float>(shape{4, 3, 96, 96}, 3);
-  Tensor<float> ya, yb, ra, rb;
+  Tensor<float> ya, yb;
   {
     const models::embedder<float> warm(m);
     warm.embed(a, ya);
     warm.embed(b, yb);
   }
-  const models::embedder<float> e(m);
-  std::thread t1([&] { e.embed(a, ra); });
-  std::thread t2([&] { e.embed(b, rb); });
-  t1.join();
-  t2.join();
-  EXPECT_EQ(facenet::testing::max_abs_diff(ra, ya), 0.0);
-  EXPECT_EQ(facenet::testing::max_abs_diff(rb, yb), 0.0);
+  facenet::testing::expect_concurrent_embeds(models::embedder<float>(m), a, ya, b, yb);
 }
 
 // A batch is split over the threads (shares embedded with serial kernels) and what does not divide
