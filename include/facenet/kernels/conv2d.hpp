@@ -56,6 +56,17 @@ enum class conv2d_algo { automatic, gemm, winograd, winograd_4x4 };
 
 namespace detail {
 
+// The form a stride-1 3x3 layer with 32+ channels each side runs in for oh x ow outputs: F(4x4) from
+// 16x16 outputs with 64+ channels each side (from 48x48 with fewer), F(2x2) from 8x8 (with fewer than
+// 64 channels only where `narrow_f2`), the GEMM lowering below. conv2d_plan::automatic_map and
+// conv2d_weight_grad_algo give the measurements behind each use.
+inline conv2d_algo winograd_by_map(const shape& w, std::int64_t oh, std::int64_t ow, bool narrow_f2) {
+  const bool narrow = w[0] < 64 || w[1] < 64;
+  const std::int64_t pixels = oh * ow;
+  if (pixels >= (narrow ? 48 * 48 : 16 * 16)) return conv2d_algo::winograd_4x4;
+  return pixels >= 8 * 8 && (!narrow || narrow_f2) ? conv2d_algo::winograd : conv2d_algo::gemm;
+}
+
 inline conv_geometry conv_geometry_of(const shape& x, const shape& w, const conv2d_params& p, const char* who) {
   // Built only on failure: this runs on every call of every layer.
   const auto ctx = [&] { return std::string(who) + ": input " + x.str() + ", weights " + w.str() + ", " + p.str(); };
@@ -285,9 +296,7 @@ void conv2d_flip_weights(const Tensor<T>& w, Tensor<T>& out) {
 // the GEMMs here (their depth is the tiles of all the images), so F(2x2) pays from 8x8.
 inline conv2d_algo conv2d_weight_grad_algo(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
   if (!detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w) || w[0] < 32 || w[1] < 32) return conv2d_algo::gemm;
-  const std::int64_t pixels = oh * ow;
-  if (pixels >= (w[0] < 64 || w[1] < 64 ? 48 * 48 : 16 * 16)) return conv2d_algo::winograd_4x4;
-  return pixels >= 8 * 8 ? conv2d_algo::winograd : conv2d_algo::gemm;
+  return detail::winograd_by_map(w, oh, ow, true);
 }
 
 // dw = d loss / d w summed over the batch (and db = d loss / d bias when db is non-null), overwritten.
@@ -315,10 +324,9 @@ void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& 
   if (algo == conv2d_algo::automatic) algo = conv2d_weight_grad_algo(dw.shape(), p, g.oh, g.ow);
   const std::int64_t s = g.spatial();
   const std::int64_t group = detail::images_per_gemm<T>(g);
-  if (g.n > 0 && algo == conv2d_algo::winograd_4x4) {
-    detail::backward_weight_winograd<4>(g, x.data(), dy.data(), dw.data());
-  } else if (g.n > 0 && algo == conv2d_algo::winograd) {
-    detail::backward_weight_winograd<2>(g, x.data(), dy.data(), dw.data());
+  if (g.n > 0 && (algo == conv2d_algo::winograd || algo == conv2d_algo::winograd_4x4)) {
+    (algo == conv2d_algo::winograd_4x4 ? detail::backward_weight_winograd<4, T> : detail::backward_weight_winograd<2, T>)(
+        g, x.data(), dy.data(), dw.data());
   } else if (detail::by_images_applies(g, group)) {
     detail::backward_weight_by_images(g, x.data(), dy.data(), dw.data());
   } else if (group > 1) {
@@ -390,10 +398,7 @@ class conv2d_plan {
   // alone (99 against 114 us, 53 against 79).
   static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 32 && o >= 32; }
   static conv2d_algo automatic_map(const shape& w, std::int64_t oh, std::int64_t ow) {
-    const std::int64_t pixels = oh * ow;
-    if (w[0] < 64 || w[1] < 64) return pixels >= 48 * 48 ? conv2d_algo::winograd_4x4 : conv2d_algo::gemm;
-    if (pixels >= 16 * 16) return conv2d_algo::winograd_4x4;
-    return pixels >= 8 * 8 ? conv2d_algo::winograd : conv2d_algo::gemm;
+    return detail::winograd_by_map(w, oh, ow, false);
   }
   // The algorithm automatic selection would run weights w with params p by for oh x ow outputs.
   static conv2d_algo automatic_algo(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {

@@ -133,7 +133,6 @@ struct winograd_tiling {
   int m;
   std::int64_t th, tw;
   std::int64_t q() const { return tw + 1; }
-  std::int64_t extended() const { return th * q(); }  // extended tiles of one image
   std::int64_t plane() const { return (th + 1) * q(); }
   std::int64_t phases() const { return std::int64_t(m) * m; }
   // The phase planes of every channel, plus slack read by the last extended tile.
