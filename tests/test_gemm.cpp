@@ -165,11 +165,11 @@ TEST(Gemm, BadArgumentsThrow) {
   }
 }
 
-// Pre-packed A (inference weights) with n <= 12 runs panel_columns: odd m (a lone last panel, rows
-// past m), n from 1 to 12, K over several blocks, B either way round, C with padding columns, and the
-// whole epilogue (alpha, beta, bias, residual with its own stride, relu), threaded and not.
+// Pre-packed A (inference weights) times B with the whole epilogue (alpha, beta, bias, residual with
+// its own stride, relu), B either way round, C with a padding column: the largest error against a
+// double product.
 template <class T>
-double packed_few_columns_error(std::int64_t m, std::int64_t n, std::int64_t k, bool tb, std::uint32_t seed) {
+double packed_gemm_error(std::int64_t m, std::int64_t n, std::int64_t k, bool tb, std::uint32_t seed) {
   namespace fd = fk::detail;
   const Tensor<T> a = random_tensor<T>({m, k}, seed), b = random_tensor<T>({k, n}, seed + 1);
   const Tensor<T> bias = random_tensor<T>({m}, seed + 2), residual = random_tensor<T>({m, n + 3}, seed + 3);
@@ -206,6 +206,8 @@ double packed_few_columns_error(std::int64_t m, std::int64_t n, std::int64_t k, 
   return err;
 }
 
+// With n <= 12 pre-packed products run panel_columns: odd m (a lone last panel, rows past m), n from
+// 1 to 12, K over several blocks, threaded and not.
 TEST(Gemm, PrePackedFewColumns) {
   struct shape_case {
     std::int64_t m, n, k;
@@ -221,8 +223,29 @@ TEST(Gemm, PrePackedFewColumns) {
   };
   std::uint32_t seed = 900;
   for (const auto& g : cases) {
-    EXPECT_LE(packed_few_columns_error<float>(g.m, g.n, g.k, g.tb, seed++), tolerance<float>(g.k) * 4) << g.m << "x" << g.n << "x" << g.k;
-    EXPECT_LE(packed_few_columns_error<double>(g.m, g.n, g.k, g.tb, seed++), tolerance<double>(g.k) * 4) << g.m << "x" << g.n << "x" << g.k;
+    EXPECT_LE(packed_gemm_error<float>(g.m, g.n, g.k, g.tb, seed++), tolerance<float>(g.k) * 4) << g.m << "x" << g.n << "x" << g.k;
+    EXPECT_LE(packed_gemm_error<double>(g.m, g.n, g.k, g.tb, seed++), tolerance<double>(g.k) * 4) << g.m << "x" << g.n << "x" << g.k;
+  }
+}
+
+// A pre-packed A block larger than half of L2 runs each A panel across all its column tiles instead
+// of each B panel across all of A (gemm_block): both orders, ragged last row panel and column tile,
+// K in one block and in several, threaded and not.
+TEST(Gemm, PrePackedLargerThanHalfOfL2) {
+  const std::int64_t l2_rows = fk::detail::l2_cache_bytes() / (256 * static_cast<std::int64_t>(sizeof(float)));
+  const std::int64_t cases[][3] = {
+      {l2_rows + 37, 69, 256},  // IRv1 Block17's up-projection is 896 x 64 x 256
+      {2 * l2_rows + 3, 50, 600},
+      {l2_rows / 2 - 5, 69, 256},  // fits: the other order
+  };
+  const int saved = facenet::parallel::max_threads();
+  std::uint32_t seed = 930;
+  for (const auto& g : cases) {
+    EXPECT_LE(packed_gemm_error<float>(g[0], g[1], g[2], false, seed++), tolerance<float>(g[2]) * 4) << g[0] << "x" << g[1] << "x" << g[2];
+    EXPECT_LE(packed_gemm_error<float>(g[0], g[1], g[2], true, seed++), tolerance<float>(g[2]) * 4) << g[0] << "x" << g[1] << "x" << g[2];
+    facenet::parallel::set_num_threads(1);
+    EXPECT_LE(packed_gemm_error<double>(g[0], g[1], g[2], false, seed++), tolerance<double>(g[2]) * 4) << g[0] << "x" << g[1] << "x" << g[2];
+    facenet::parallel::set_num_threads(saved);
   }
 }
 
