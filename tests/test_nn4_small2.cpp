@@ -147,20 +147,23 @@ TEST(NN4Small2, EmbedderIsThreadSafeOnFirstUse) {
   facenet::testing::expect_concurrent_embeds(models::embedder<float>(m), a, ya, b, yb);
 }
 
-// A batch is split over the threads (shares embedded with serial kernels) and what does not divide
-// evenly runs with the kernels parallel inside: every row, from either path, is that image's own
-// embedding.
+// A batch is split over the threads (shares embedded with serial kernels, in groups of 8 images for
+// this small network) and what does not divide evenly runs with the kernels parallel inside: every
+// row, from any path, is that image's own embedding. 21 images on 2 threads: shares of 10 in groups
+// of 8 and 2, then one image left over.
 TEST(NN4Small2, SplitBatchRowsMatchSingleImages) {
   models::nn4_small2<float> m;
   randomize(m, 4);
   const models::embedder<float> e(m);
-  const Tensor<float> x = facenet::testing::random_tensor<float>(shape{5, 3, 96, 96}, 9);
-  Tensor<float> y, one;
-  e.embed(x, y);
-  ASSERT_EQ(y.shape(), shape({5, 128}));
-  for (std::int64_t i = 0; i < 5; ++i) {
-    e.embed(x.batch(i).clone(), one);
-    EXPECT_LE(facenet::testing::max_abs_diff(one, y.batch(i).clone()), 1e-5) << "image " << i;
+  for (const std::int64_t n : {5, 21}) {
+    const Tensor<float> x = facenet::testing::random_tensor<float>(shape{n, 3, 96, 96}, 9);
+    Tensor<float> y, one;
+    e.embed(x, y);
+    ASSERT_EQ(y.shape(), shape({n, 128}));
+    for (std::int64_t i = 0; i < n; ++i) {
+      e.embed(x.batch(i).clone(), one);
+      EXPECT_LE(facenet::testing::max_abs_diff(one, y.batch(i).clone()), 1e-5) << "image " << i << " of " << n;
+    }
   }
 }
 
