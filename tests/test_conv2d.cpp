@@ -286,6 +286,12 @@ TEST(Conv2dPlan, WinogradMatchesReference) {
       {1, 21, 2, 40, 9, 3, 3, pads(1, 0, 0, 0)},          // one tile row, wide
       {2, 6, 7, 8, 5, 3, 3, pads(0, 0, 0, 0)},            // 5x6 output
       {1, 9, 15, 13, 4, 3, 3, fk::conv2d_params::symmetric(1, 1)},  // 15x13 output
+      // Chunks run on from one image into the next: chunks holding parts of two or three images, images
+      // over several chunks (padded copies kept in a ring), and a batch split over the threads whose
+      // shares each run serially through one call.
+      {5, 40, 30, 30, 48, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+      {9, 33, 12, 12, 40, 3, 3, fk::conv2d_params::symmetric(1, 1)},
+      {4, 35, 6, 7, 33, 3, 3, pads(1, 0, 1, 0)},
   };
   std::uint32_t seed = 2100;
   for (const auto algo : {fk::conv2d_algo::winograd, fk::conv2d_algo::winograd_4x4})

@@ -58,13 +58,15 @@ namespace detail {
 
 // The form a stride-1 3x3 layer with 32+ channels each side runs in for oh x ow outputs: F(4x4) from
 // 16x16 outputs with 64+ channels each side (from 48x48 with fewer), F(2x2) from 8x8 (with fewer than
-// 64 channels only where `narrow_f2`), the GEMM lowering below. conv2d_plan::automatic_map and
+// 64 channels only where `narrow_f2`), the GEMM lowering below. With 64+ channels, `images` images
+// run through one Winograd call (their tiles share the GEMMs), so the outputs of all of them count,
+// down to maps of 8x8 for F(4x4) and 6x6 for F(2x2). conv2d_plan::automatic_map and
 // conv2d_weight_grad_algo give the measurements behind each use.
-inline conv2d_algo winograd_by_map(const shape& w, std::int64_t oh, std::int64_t ow, bool narrow_f2) {
+inline conv2d_algo winograd_by_map(const shape& w, std::int64_t oh, std::int64_t ow, bool narrow_f2, std::int64_t images = 1) {
   const bool narrow = w[0] < 64 || w[1] < 64;
-  const std::int64_t pixels = oh * ow;
-  if (pixels >= (narrow ? 48 * 48 : 16 * 16)) return conv2d_algo::winograd_4x4;
-  return pixels >= 8 * 8 && (!narrow || narrow_f2) ? conv2d_algo::winograd : conv2d_algo::gemm;
+  const std::int64_t pixels = oh * ow, total = narrow ? pixels : pixels * images;
+  if (total >= (narrow ? 48 * 48 : 16 * 16) && pixels >= 8 * 8) return conv2d_algo::winograd_4x4;
+  return total >= 8 * 8 && pixels >= 6 * 6 && (!narrow || narrow_f2) ? conv2d_algo::winograd : conv2d_algo::gemm;
 }
 
 inline conv_geometry conv_geometry_of(const shape& x, const shape& w, const conv2d_params& p, const char* who) {
@@ -395,10 +397,13 @@ class conv2d_plan {
   // networks (facenet bench --profile), where weights and maps come cold from the previous layer,
   // F(2x2) won on IRv1 mixed_7a's 256-channel 8x8 (0.62 -> 0.38 ms) but lost on NN4 4a's 6x6 (0.10 ->
   // 0.13 ms) and on the 32-channel 17x17 Block35 (0.077 -> 0.08-0.09 ms), although it won both
-  // alone (99 against 114 us, 53 against 79).
+  // alone (99 against 114 us, 53 against 79). Several images per call (a thread's share of a batch)
+  // share the Winograd GEMMs; one thread, batch 8 (2), us per image, GEMM / F(2x2) / F(4x4): NN4 3a's
+  // 12x12 408 / 275 / 221 (409 / 285 / 222), IRv1 mixed_7a's 8x8 1125 / 658 / 453 (1124 / 584 / 673),
+  // NN4 4a's 6x6 158 / 121 / 153 (156 / 119 / 220), NN4 5a's 3x3 75 / 112 / 137.
   static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 32 && o >= 32; }
-  static conv2d_algo automatic_map(const shape& w, std::int64_t oh, std::int64_t ow) {
-    return detail::winograd_by_map(w, oh, ow, false);
+  static conv2d_algo automatic_map(const shape& w, std::int64_t oh, std::int64_t ow, std::int64_t images = 1) {
+    return detail::winograd_by_map(w, oh, ow, false, images);
   }
   // The algorithm automatic selection would run weights w with params p by for oh x ow outputs.
   static conv2d_algo automatic_algo(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
@@ -410,7 +415,7 @@ class conv2d_plan {
   // The algorithm forward() uses for an input of shape x.
   conv2d_algo algo_for(const shape& x) const {
     const shape y = output_shape(x);
-    return algo_for_map(y[2], y[3]);
+    return algo_for_map(y[2], y[3], images_per_call(x[0]));
   }
 
   shape output_shape(const shape& x) const { return conv2d_output_shape(x, w_shape_, params_); }
@@ -429,10 +434,10 @@ class conv2d_plan {
                     "conv2d_plan::forward: residual must not share storage with the output");
     }
     FACENET_CHECK(!x.shares_storage_with(y), argument_error, "conv2d_plan::forward: input and output share storage");
-    const conv2d_algo algo = algo_for_map(g.oh, g.ow);
+    const int threads = detail::image_threads(g.n);
+    const conv2d_algo algo = algo_for_map(g.oh, g.ow, images_per_call(g.n));
     const T* weights = packed(algo);
     const std::int64_t lowering = workspace_size(g, algo);
-    const int threads = detail::image_threads(g.n);
     if (ws.numel() < lowering * threads || !ws.is_contiguous()) ws.resize({lowering * threads});
     y.resize(out);
     detail::conv_forward_args<T> a;
@@ -457,9 +462,12 @@ class conv2d_plan {
   static bool is_winograd(conv2d_algo a) { return a == conv2d_algo::winograd || a == conv2d_algo::winograd_4x4; }
   static int form_index(conv2d_algo a) { return a == conv2d_algo::winograd ? 1 : a == conv2d_algo::winograd_4x4 ? 2 : 0; }
 
-  conv2d_algo algo_for_map(std::int64_t oh, std::int64_t ow) const {
-    return algo_ == conv2d_algo::automatic ? automatic_map(w_shape_, oh, ow) : algo_;
+  conv2d_algo algo_for_map(std::int64_t oh, std::int64_t ow, std::int64_t images) const {
+    return algo_ == conv2d_algo::automatic ? automatic_map(w_shape_, oh, ow, images) : algo_;
   }
+  // Images of an n-image batch that one call of forward_images takes: the smallest thread share when
+  // the batch is split over the threads.
+  static std::int64_t images_per_call(std::int64_t n) { return n / detail::image_threads(n); }
 
   // Batches of 6x6 and smaller maps (NN4's inception 4 and 5) run several images per GEMM: NN4 batch
   // 64 took 3% less time (facenet bench, 4 alternating runs: 158-161 ms against 163-166). Larger maps
@@ -478,12 +486,8 @@ class conv2d_plan {
     if (!is_winograd(algo))
       return detail::forward_batch(g, a, x, y, r, ws, detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)),
                                    plan_grouping(g));
-    const T* u = a.weights.packed;
-    const auto image = algo == conv2d_algo::winograd_4x4 ? detail::forward_image_winograd<4, T> : detail::forward_image_winograd<2, T>;
-    for (std::int64_t i = 0; i < g.n; ++i) {
-      a.residual = r ? r + i * g.out_size() : nullptr;
-      image(g, a, u, x + i * g.in_size(), y + i * g.out_size(), ws);
-    }
+    const auto images = algo == conv2d_algo::winograd_4x4 ? detail::forward_images_winograd<4, T> : detail::forward_images_winograd<2, T>;
+    images(g, a, a.weights.packed, x, y, r, ws);
   }
 
   // The weights in algo's form, packed from source_ on first use.

@@ -143,29 +143,26 @@ inline winograd_tiling winograd_tiling_of(const conv_geometry& g, int m) {
   return {m, (g.oh + m - 1) / m, (g.ow + m - 1) / m};
 }
 
-// The zero-padded copy of one image in the phase-plane layout above.
+// The zero-padded copy of channels [ch0, ch1) of one image in the phase-plane layout above (the slack
+// past the last channel is zeroed by whoever pads channel 0).
 template <class T>
-void winograd_pad(const conv_geometry& g, const winograd_tiling& tl, const T* x, T* xp) {
-  const std::int64_t q = tl.q(), plane = tl.plane(), m = tl.m, size = tl.padded_size(g.c);
-  std::fill(xp + g.c * tl.phases() * plane, xp + size, T(0));  // the slack
-  parallel::parallel_for(
-      0, g.c,
-      [&](std::int64_t ch) {
-        // Each thread zeroes the planes it fills: one thread zeroing all of them took 5% of F(4x4)'s time.
-        std::fill(xp + ch * tl.phases() * plane, xp + (ch + 1) * tl.phases() * plane, T(0));
-        for (std::int64_t y = 0; y < g.h; ++y) {
-          const T* src = x + (ch * g.h + y) * g.w;
-          const std::int64_t py = y + g.pt;
-          T* dst = xp + (ch * tl.phases() + (py % m) * m) * plane + (py / m) * q;
-          // Input column xx lands in padded column xx + pl: its phase picks the plane, the quotient the slot.
-          for (std::int64_t phase = 0; phase < m; ++phase) {
-            const std::int64_t first = (phase - g.pl % m + m) % m;  // first xx with (xx + pl) % m == phase
-            T* d = dst + phase * plane + (first + g.pl) / m;
-            for (std::int64_t xx = first, k = 0; xx < g.w; xx += m, ++k) d[k] = src[xx];
-          }
-        }
-      },
-      min_iterations(g.h * g.w));
+void winograd_pad(const conv_geometry& g, const winograd_tiling& tl, const T* x, std::int64_t ch0, std::int64_t ch1, T* xp) {
+  const std::int64_t q = tl.q(), plane = tl.plane(), m = tl.m;
+  if (ch0 == 0) std::fill(xp + g.c * tl.phases() * plane, xp + tl.padded_size(g.c), T(0));
+  // Each thread zeroes the planes it fills: one thread zeroing all of them took 5% of F(4x4)'s time.
+  std::fill(xp + ch0 * tl.phases() * plane, xp + ch1 * tl.phases() * plane, T(0));
+  for (std::int64_t ch = ch0; ch < ch1; ++ch)
+    for (std::int64_t y = 0; y < g.h; ++y) {
+      const T* src = x + (ch * g.h + y) * g.w;
+      const std::int64_t py = y + g.pt;
+      T* dst = xp + (ch * tl.phases() + (py % m) * m) * plane + (py / m) * q;
+      // Input column xx lands in padded column xx + pl: its phase picks the plane, the quotient the slot.
+      for (std::int64_t phase = 0; phase < m; ++phase) {
+        const std::int64_t first = (phase - g.pl % m + m) % m;  // first xx with (xx + pl) % m == phase
+        T* d = dst + phase * plane + (first + g.pl) / m;
+        for (std::int64_t xx = first, k = 0; xx < g.w; xx += m, ++k) d[k] = src[xx];
+      }
+    }
 }
 
 // Elements of A-packed U: one packed [o x c] matrix per transformed point.
@@ -213,15 +210,17 @@ std::int64_t winograd_point_stride(std::int64_t rows, std::int64_t ld) {
   return rows * ld + static_cast<std::int64_t>(simd::width<T>);
 }
 
-// V[xi][ch][e] = (B^T d B)[xi] for channels [ch0, ch1) of c and the n extended tiles from tile row ty0
-// of the padded copy xp (rows of V are winograd_ld(n) apart).
+// V[xi][ch][e] = (B^T d B)[xi] for channels [ch0, ch1) and the n extended tiles from tile row ty0 of
+// the padded copy xp. V's rows are ld apart and its points `point`; v may start anywhere in a row (a
+// chunk holds the tiles of several images one after the other): the last vector's extra columns are
+// overwritten by the next image's tiles, or fall in the row's padding.
 template <int M, class T>
-void winograd_input(const T* xp, std::int64_t c, std::int64_t ch0, std::int64_t ch1, const winograd_tiling& tl,
-                    std::int64_t ty0, std::int64_t n, T* v) {
+void winograd_input(const T* xp, std::int64_t ch0, std::int64_t ch1, const winograd_tiling& tl, std::int64_t ty0,
+                    std::int64_t n, T* v, std::int64_t ld, std::int64_t point) {
   using V = simd::batch<T>;
   using W = winograd_transforms<M>;
   constexpr int A = W::alpha;
-  const std::int64_t ld = winograd_ld<T>(n), point = winograd_point_stride<T>(c, ld), q = tl.q(), plane = tl.plane();
+  const std::int64_t q = tl.q(), plane = tl.plane();
   for (std::int64_t ch = ch0; ch < ch1; ++ch) {
     const T* base = xp + ch * tl.phases() * plane + ty0 * q;
     T* dst = v + ch * ld;
@@ -237,32 +236,34 @@ void winograd_input(const T* xp, std::int64_t c, std::int64_t ch0, std::int64_t 
       for (int i = 0; i < A; ++i) {  // (.) B: combine the columns
         V t[A];
         W::input(s[i], t);
-        for (int j = 0; j < A; ++j) simd::store_aligned(dst + (i * A + j) * point + e, t[j]);
+        for (int j = 0; j < A; ++j) simd::store(dst + (i * A + j) * point + e, t[j]);
       }
     }
   }
 }
 
-// y = epilogue(A^T M A) for output channels [o0, o1) and the n extended tiles from tile row ty0:
-// M[xi][oc][e] (rows winograd_ld(n) apart). Output (i, j) of every tile goes to phase[i * m + j][e];
-// each output row is then interleaved from its m phases into `row`, finished (bias, residual, relu)
-// and cropped to the output by epilogue_row. Scratch: winograd_staging_size.
+// y = epilogue(A^T M A) for output channels [o0, o1) of one image and its n extended tiles from tile
+// row ty0: M[xi][oc][e] (rows m_ld apart, points m_point; m may start anywhere in a row). Output
+// (i, j) of every tile goes to phase[i * m + j][e]; each output row is then interleaved from its m
+// phases into `row`, finished (bias, residual, relu) and cropped to the output by epilogue_row.
+// Scratch: winograd_staging_size.
 template <int M, class T>
 void winograd_output(const conv_geometry& g, const conv_forward_args<T>& a, const winograd_tiling& tl, std::int64_t o0,
-                     std::int64_t o1, std::int64_t ty0, std::int64_t n, const T* m, T* y, T* scratch) {
+                     std::int64_t o1, std::int64_t ty0, std::int64_t n, const T* m, std::int64_t m_ld, std::int64_t m_point,
+                     T* y, T* scratch) {
   using V = simd::batch<T>;
   using W = winograd_transforms<M>;
   constexpr int A = W::alpha;
-  const std::int64_t ld = winograd_ld<T>(n), point = winograd_point_stride<T>(g.o, ld), q = tl.q();
+  const std::int64_t ld = winograd_ld<T>(n), q = tl.q();
   T* const phase = scratch;
   T* const row = scratch + M * M * ld;
   for (std::int64_t oc = o0; oc < o1; ++oc) {
-    const T* src = m + oc * ld;
+    const T* src = m + oc * m_ld;
     for (std::int64_t e = 0; e < n; e += static_cast<std::int64_t>(simd::width<T>)) {
       V r[M][A];  // A^T M: combine the rows of each column j
       for (int j = 0; j < A; ++j) {
         V col[A], o[M];
-        for (int i = 0; i < A; ++i) col[i] = simd::load_aligned(src + (i * A + j) * point + e);
+        for (int i = 0; i < A; ++i) col[i] = simd::load(src + (i * A + j) * m_point + e);
         W::output(col, o);
         for (int i = 0; i < M; ++i) r[i][j] = o[i];
       }
@@ -298,6 +299,47 @@ inline std::int64_t winograd_chunk_rows(const conv_geometry& g, const winograd_t
   return (tl.th + chunks - 1) / chunks;
 }
 
+// The chunks of a call over g.n images, as ranges of their tile rows numbered on from one image into
+// the next. Images whose tiles fit in a chunk go several whole images to a chunk, so that small maps
+// fill their GEMMs too (NN4's 12x12 maps have 9 tiles of 4x4 per image); larger ones are split as
+// above. Chunks that straddled images instead ran NN4's conv3 and IRv1's conv2d_4a 5-7% slower (their
+// segments then start inside a vector).
+struct winograd_chunking {
+  std::int64_t th, images_per_chunk, rows;  // images_per_chunk > 0: whole images; else `rows` rows of one image
+  std::int64_t per_image() const { return images_per_chunk > 0 ? 1 : (th + rows - 1) / rows; }
+  std::int64_t count(std::int64_t n) const {
+    return images_per_chunk > 0 ? (n + images_per_chunk - 1) / images_per_chunk : n * per_image();
+  }
+  std::int64_t max_rows() const { return images_per_chunk > 0 ? images_per_chunk * th : rows; }
+  void range(std::int64_t k, std::int64_t n, std::int64_t& r0, std::int64_t& r1) const {
+    if (images_per_chunk > 0) {
+      r0 = k * images_per_chunk * th;
+      r1 = std::min(n, (k + 1) * images_per_chunk) * th;
+      return;
+    }
+    const std::int64_t img = k / per_image(), j = k % per_image();
+    r0 = img * th + j * rows;
+    r1 = img * th + std::min(th, (j + 1) * rows);
+  }
+};
+inline winograd_chunking winograd_chunking_of(const conv_geometry& g, const winograd_tiling& tl) {
+  const std::int64_t rows = winograd_chunk_rows(g, tl);
+  if (rows < tl.th || g.n < 2) return {tl.th, 0, rows};
+  const std::int64_t per_row = std::int64_t(tl.m + 2) * (tl.m + 2) * (g.c + g.o) * tl.q();
+  const std::int64_t fit = std::max<std::int64_t>(1, (std::int64_t(512) * 1024) / (per_row * tl.th));
+  const std::int64_t chunks = (g.n + fit - 1) / fit;
+  return {tl.th, (g.n + chunks - 1) / chunks, rows};
+}
+
+// Row length of a chunk's V and M for n extended tiles: whole vectors, plus one when the chunk holds
+// several images, for the last image's last vector, which starts wherever the image's tiles do (the
+// GEMMs compute winograd_ld(n) columns; the output transform reads that vector's extra lanes and
+// drops them).
+template <class T>
+std::int64_t winograd_chunk_ld(std::int64_t n, bool several_images) {
+  return winograd_ld<T>(n) + (several_images ? static_cast<std::int64_t>(simd::width<T>) : 0);
+}
+
 // Output staging of one thread (winograd_output) for chunks of `rows` tile rows, in whole 64-byte
 // lines so that every thread's staging is aligned.
 template <class T>
@@ -305,20 +347,23 @@ std::int64_t winograd_staging_size(const winograd_tiling& tl, std::int64_t rows)
   return round_up(tl.phases() * winograd_ld<T>(rows * tl.q()) + tl.m * tl.q(), std::int64_t(64 / sizeof(T)));
 }
 
-// Elements of the caller's workspace: the padded copy.
+// Elements of the caller's workspace: the padded copy of one image (chunks take the images in order,
+// so the image a chunk continues is the last one padded).
 inline std::int64_t winograd_workspace_size(const conv_geometry& g, int m) { return winograd_tiling_of(g, m).padded_size(g.c); }
 
-// One image: y[o, oh, ow] = epilogue(conv(x)) with U pre-packed by winograd_pack_weights<M>.
+// The g.n images at x: y = epilogue(conv(x)) (residual r, per image, or null) with U pre-packed by
+// winograd_pack_weights<M>.
 template <int M, class T>
-void forward_image_winograd(const conv_geometry& g, const conv_forward_args<T>& a, const T* packed_u, const T* x, T* y,
-                            T* ws) {
+void forward_images_winograd(const conv_geometry& g, const conv_forward_args<T>& a, const T* packed_u, const T* x, T* y,
+                             const T* r, T* ws) {
   constexpr int points = (M + 2) * (M + 2);
   const winograd_tiling tl = winograd_tiling_of(g, M);
-  winograd_pad(g, tl, x, ws);
-  const std::int64_t usize = packed_a_size<T>(g.o, g.c);
+  const std::int64_t usize = packed_a_size<T>(g.o, g.c), q = tl.q(), th = tl.th;
   const int threads = parallel::in_parallel() ? 1 : std::max(1, parallel::max_threads());
-  const std::int64_t rows = winograd_chunk_rows(g, tl), chunks = (tl.th + rows - 1) / rows;
-  const std::int64_t cap = winograd_ld<T>(rows * tl.q()), staging = winograd_staging_size<T>(tl, rows);
+  const winograd_chunking chunking = winograd_chunking_of(g, tl);
+  const std::int64_t rows = chunking.max_rows(), chunks = chunking.count(g.n);
+  const bool several = chunking.images_per_chunk > 1;
+  const std::int64_t cap = winograd_chunk_ld<T>(rows * q, several), staging = winograd_staging_size<T>(tl, rows);
   // V and M, shared by the threads, then each thread's output staging.
   T* v = thread_scratch<T>(3, points * (winograd_point_stride<T>(g.c, cap) + winograd_point_stride<T>(g.o, cap)) +
                                   threads * staging);
@@ -334,20 +379,44 @@ void forward_image_winograd(const conv_geometry& g, const conv_forward_args<T>& 
         const auto [c0, c1] = share(g.c);
         const auto [p0, p1] = share(points);
         const auto [o0, o1] = share(g.o);
+        std::int64_t padded = -1;  // the image whose channels [c0, c1) are in ws
+        // f(image, first tile row, tile rows, first column) for each image of tile rows [r0, r1).
+        const auto each_image = [&](std::int64_t r0, std::int64_t r1, auto&& f) {
+          for (std::int64_t img = r0 / th, col = 0; img * th < r1; ++img) {
+            const std::int64_t ty0 = std::max(r0, img * th) - img * th, ty1 = std::min(r1, (img + 1) * th) - img * th;
+            f(img, ty0, ty1 - ty0, col);
+            col += (ty1 - ty0) * q;
+          }
+        };
         for (std::int64_t ci = 0; ci < chunks; ++ci) {
-          const std::int64_t ty0 = ci * rows, n = (std::min(tl.th, ty0 + rows) - ty0) * tl.q(), ld = winograd_ld<T>(n);
-          // The previous chunk's GEMMs have read V (second barrier below) before it is overwritten.
-          winograd_input<M>(ws, g.c, c0, c1, tl, ty0, n, v);
+          std::int64_t r0 = 0, r1 = 0;
+          chunking.range(ci, g.n, r0, r1);
+          const std::int64_t n = (r1 - r0) * q;
+          const std::int64_t ld = winograd_chunk_ld<T>(n, several), nw = winograd_ld<T>(n), vpoint = winograd_point_stride<T>(g.c, ld),
+                             mpoint = winograd_point_stride<T>(g.o, ld);
+          // The previous chunk's GEMMs have read V (second barrier below) before it is overwritten. Each
+          // thread pads and transforms only its own channels, so the padded copy needs no barrier.
+          each_image(r0, r1, [&](std::int64_t img, std::int64_t ty0, std::int64_t tr, std::int64_t col) {
+            if (img != padded) winograd_pad(g, tl, x + img * g.in_size(), c0, c1, ws), padded = img;
+            winograd_input<M>(ws, c0, c1, tl, ty0, tr * q, v + col, ld, vpoint);
+          });
+          // Zeros between the last tile and the GEMMs' last column: with several images the last
+          // image's vectors may not reach it (one image's do), and scratch can hold anything,
+          // denormals included. The row's slack vector takes the store's excess.
+          if (several && n < nw)
+            for (std::int64_t ch = c0; ch < c1; ++ch)
+              for (int xi = 0; xi < points; ++xi) simd::store(v + xi * vpoint + ch * ld + n, simd::broadcast(T(0)));
           parallel::barrier(nt);
-          // All ld columns (V is defined there too): the output transform reads whole vectors of M,
-          // and uninitialised lanes might hold denormals. The previous chunk's output transform has
-          // read M (first barrier above) before it is overwritten.
+          // The previous chunk's output transform has read M (first barrier above) before it is overwritten.
           for (std::int64_t xi = p0; xi < p1; ++xi)
-            gemm_run(g.o, ld, g.c, T(1), a_source<T>{nullptr, 0, false, packed_u + xi * usize},
-                     b_matrix<T>{v + xi * winograd_point_stride<T>(g.c, ld), ld, false}, T(0),
-                     m + xi * winograd_point_stride<T>(g.o, ld), ld);
+            gemm_run(g.o, nw, g.c, T(1), a_source<T>{nullptr, 0, false, packed_u + xi * usize},
+                     b_matrix<T>{v + xi * vpoint, ld, false}, T(0), m + xi * mpoint, ld);
           parallel::barrier(nt);
-          winograd_output<M>(g, a, tl, o0, o1, ty0, n, m, y, out + t * staging);
+          each_image(r0, r1, [&](std::int64_t img, std::int64_t ty0, std::int64_t tr, std::int64_t col) {
+            conv_forward_args<T> ai = a;
+            ai.residual = r ? r + img * g.out_size() : nullptr;
+            winograd_output<M>(g, ai, tl, o0, o1, ty0, tr * q, m + col, ld, mpoint, y + img * g.out_size(), out + t * staging);
+          });
         }
       },
       threads);
@@ -431,11 +500,11 @@ void backward_weight_winograd(const conv_geometry& g, const T* x, const T* dy, T
         std::int64_t first = 0, last = 0;
         parallel::split_range(g.n, nt, t, first, last);
         for (std::int64_t i = first; i < last; ++i) {
-          winograd_pad(g, tl, x + i * g.in_size(), xp);
+          winograd_pad(g, tl, x + i * g.in_size(), 0, g.c, xp);
           winograd_dy_planes(g, tl, dy + i * g.out_size(), dp);
           for (std::int64_t ty0 = 0; ty0 < tl.th; ty0 += rows) {
             const std::int64_t n = (std::min(tl.th, ty0 + rows) - ty0) * tl.q(), ld = winograd_ld<T>(n);
-            winograd_input<M>(xp, g.c, 0, g.c, tl, ty0, n, v);
+            winograd_input<M>(xp, 0, g.c, tl, ty0, n, v, ld, winograd_point_stride<T>(g.c, ld));
             winograd_dy_transform<M>(dp, g.o, tl, ty0, n, d);
             for (int xi = 0; xi < points; ++xi)
               gemm_run(g.o, g.c, n, T(1), a_source<T>{d + xi * winograd_point_stride<T>(g.o, ld), ld, false, nullptr},
