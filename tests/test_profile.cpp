@@ -66,7 +66,10 @@ profiled_embed profile_embed(std::int64_t batch) {
 TEST(Profile, Nn4InferenceTreeLabelsFlopsAndUnchangedOutput) {
   const profiled_embed r = profile_embed<models::nn4_small2<float>>(2);
   const layers::profiler& prof = r.prof;
-  EXPECT_EQ(facenet::testing::max_abs_diff(r.plain, r.y), 0.0);  // profiling does not change the computation
+  // Profiling does not change the computation beyond rounding: profiled, the two images run through one
+  // call with the kernels parallel inside (unprofiled, one image per thread), and a 3x3 layer's
+  // Winograd tile size depends on the images per call (conv2d_plan::automatic_map).
+  EXPECT_LE(facenet::testing::max_abs_diff(r.plain, r.y), 1e-6);
 
   EXPECT_EQ(children_labels(prof, top, profile_pass::infer),
             (std::vector<std::string>{"conv1", "pool2d", "lrn", "conv2", "conv3", "lrn", "pool2d", "inception_3a",

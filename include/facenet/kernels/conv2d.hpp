@@ -400,7 +400,9 @@ class conv2d_plan {
   // alone (99 against 114 us, 53 against 79). Several images per call (a thread's share of a batch)
   // share the Winograd GEMMs; one thread, batch 8 (2), us per image, GEMM / F(2x2) / F(4x4): NN4 3a's
   // 12x12 408 / 275 / 221 (409 / 285 / 222), IRv1 mixed_7a's 8x8 1125 / 658 / 453 (1124 / 584 / 673),
-  // NN4 4a's 6x6 158 / 121 / 153 (156 / 119 / 220), NN4 5a's 3x3 75 / 112 / 137.
+  // NN4 4a's 6x6 158 / 121 / 153 (156 / 119 / 220), NN4 5a's 3x3 75 / 112 / 137. So an image's
+  // result can depend, within float rounding (~1e-7 on NN4's embeddings), on how many images shared
+  // its call: a batch's rows agree with single images to that rounding, not bit for bit.
   static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 32 && o >= 32; }
   static conv2d_algo automatic_map(const shape& w, std::int64_t oh, std::int64_t ow, std::int64_t images = 1) {
     return detail::winograd_by_map(w, oh, ow, false, images);
