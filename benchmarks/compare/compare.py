@@ -459,13 +459,17 @@ def check_embeddings(case, files, contenders, failures):
 
 
 def measure(case, contenders, rounds, per_round):
-    """Rounds in rotating order; every timed run of a contender pooled."""
+    """Rounds in rotating order; every timed run of a contender pooled. Each contender's turn starts
+    with one untimed run: its threads have gone to sleep and its caches been evicted during the other
+    contenders' turns (on 2 cores the first run after a switch took up to 1.5x the others), and what a
+    user embedding image after image sees is the warm state."""
     samples = {k: [] for k in contenders}
     keys = list(contenders)
     for r in range(rounds if keys else 0):
         order = keys[r % len(keys):] + keys[:r % len(keys)]
         for k in order:
             try:
+                contenders[k].time(1)
                 samples[k] += contenders[k].time(per_round)
             except Exception as e:
                 print(f"  {LABELS[k]}: timing failed: {e}", file=sys.stderr)
