@@ -135,27 +135,28 @@ struct winograd_tiling {
   std::int64_t q() const { return tw + 1; }
   std::int64_t plane() const { return (th + 1) * q(); }
   std::int64_t phases() const { return std::int64_t(m) * m; }
-  // The phase planes of every channel, plus slack read by the last extended tile.
-  std::int64_t padded_size(std::int64_t c) const { return c * phases() * plane() + 64; }
+  // A channel's phase planes, then zeros that the last extended tile's vectors read (at most one
+  // vector past the planes): each channel has its own, so a thread transforming its channels never
+  // reads one that another thread is padding.
+  std::int64_t channel() const { return phases() * plane() + 16; }
+  std::int64_t padded_size(std::int64_t c) const { return c * channel(); }
 };
 
 inline winograd_tiling winograd_tiling_of(const conv_geometry& g, int m) {
   return {m, (g.oh + m - 1) / m, (g.ow + m - 1) / m};
 }
 
-// The zero-padded copy of channels [ch0, ch1) of one image in the phase-plane layout above (the slack
-// past the last channel is zeroed by whoever pads channel 0).
+// The zero-padded copy of channels [ch0, ch1) of one image in the phase-plane layout above.
 template <class T>
 void winograd_pad(const conv_geometry& g, const winograd_tiling& tl, const T* x, std::int64_t ch0, std::int64_t ch1, T* xp) {
   const std::int64_t q = tl.q(), plane = tl.plane(), m = tl.m;
-  if (ch0 == 0) std::fill(xp + g.c * tl.phases() * plane, xp + tl.padded_size(g.c), T(0));
   // Each thread zeroes the planes it fills: one thread zeroing all of them took 5% of F(4x4)'s time.
-  std::fill(xp + ch0 * tl.phases() * plane, xp + ch1 * tl.phases() * plane, T(0));
+  std::fill(xp + ch0 * tl.channel(), xp + ch1 * tl.channel(), T(0));
   for (std::int64_t ch = ch0; ch < ch1; ++ch)
     for (std::int64_t y = 0; y < g.h; ++y) {
       const T* src = x + (ch * g.h + y) * g.w;
       const std::int64_t py = y + g.pt;
-      T* dst = xp + (ch * tl.phases() + (py % m) * m) * plane + (py / m) * q;
+      T* dst = xp + ch * tl.channel() + (py % m) * m * plane + (py / m) * q;
       // Input column xx lands in padded column xx + pl: its phase picks the plane, the quotient the slot.
       for (std::int64_t phase = 0; phase < m; ++phase) {
         const std::int64_t first = (phase - g.pl % m + m) % m;  // first xx with (xx + pl) % m == phase
@@ -222,7 +223,7 @@ void winograd_input(const T* xp, std::int64_t ch0, std::int64_t ch1, const winog
   constexpr int A = W::alpha;
   const std::int64_t q = tl.q(), plane = tl.plane();
   for (std::int64_t ch = ch0; ch < ch1; ++ch) {
-    const T* base = xp + ch * tl.phases() * plane + ty0 * q;
+    const T* base = xp + ch * tl.channel() + ty0 * q;
     T* dst = v + ch * ld;
     for (std::int64_t e = 0; e < n; e += static_cast<std::int64_t>(simd::width<T>)) {
       V s[A][A];  // B^T d: combine the rows of each column j
