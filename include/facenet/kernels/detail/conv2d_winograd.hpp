@@ -377,9 +377,10 @@ void forward_images_winograd(const conv_geometry& g, const conv_forward_args<T>&
           parallel::split_range(count, nt, t, first, last);
           return std::pair<std::int64_t, std::int64_t>(first, last);
         };
-        const auto [c0, c1] = share(g.c);
-        const auto [p0, p1] = share(points);
-        const auto [o0, o1] = share(g.o);
+        // Plain variables, not structured bindings: the lambdas below capture them (C++17 forbids
+        // capturing a binding; clang rejects it).
+        const std::pair<std::int64_t, std::int64_t> cs = share(g.c), ps = share(points), os = share(g.o);
+        const std::int64_t c0 = cs.first, c1 = cs.second, p0 = ps.first, p1 = ps.second, o0 = os.first, o1 = os.second;
         std::int64_t padded = -1;  // the image whose channels [c0, c1) are in ws
         // f(image, first tile row, tile rows, first column) for each image of tile rows [r0, r1).
         const auto each_image = [&](std::int64_t r0, std::int64_t r1, auto&& f) {
