@@ -286,16 +286,21 @@ void winograd_output(const conv_geometry& g, const conv_forward_args<T>& a, cons
   }
 }
 
-// Tile rows per chunk. The threads share each chunk: they transform its input split by channels,
+// Chunks of tiles. The threads share each chunk: they transform its input split by channels,
 // multiply split by points (every GEMM spans all the chunk's tiles: splitting the tiles between the
 // threads halved N, and F(4x4) gained 1.2x from a second thread instead of about 1.9x) and finish
 // split by output channels. Chunks of about 512K values of V and M together (a*a * (c + o) per tile;
 // 2 MiB in float) measured fastest single-threaded on IRv1's conv2d_4a and NN4's 3x3s with F(2x2):
 // 192K-value chunks made the GEMMs too narrow (N = 38 on conv2d_4a: 1.12x over implicit GEMM instead
 // of 1.27x), 2M and 8M were no faster.
+// How many units of `size` extended tiles each (a tile row, an image) one chunk holds: at least one.
+inline std::int64_t winograd_chunk_fit(const conv_geometry& g, const winograd_tiling& tl, std::int64_t size) {
+  const std::int64_t per_tile = std::int64_t(tl.m + 2) * (tl.m + 2) * (g.c + g.o);
+  return std::max<std::int64_t>(1, (std::int64_t(512) * 1024) / (per_tile * size));
+}
+// Tile rows per chunk of one image, balanced over its chunks.
 inline std::int64_t winograd_chunk_rows(const conv_geometry& g, const winograd_tiling& tl) {
-  const std::int64_t per_row = std::int64_t(tl.m + 2) * (tl.m + 2) * (g.c + g.o) * tl.q();
-  const std::int64_t cap = std::max<std::int64_t>(1, (std::int64_t(512) * 1024) / per_row);
+  const std::int64_t cap = winograd_chunk_fit(g, tl, tl.q());
   const std::int64_t chunks = (tl.th + cap - 1) / cap;
   return (tl.th + chunks - 1) / chunks;
 }
@@ -326,8 +331,7 @@ struct winograd_chunking {
 inline winograd_chunking winograd_chunking_of(const conv_geometry& g, const winograd_tiling& tl) {
   const std::int64_t rows = winograd_chunk_rows(g, tl);
   if (rows < tl.th || g.n < 2) return {tl.th, 0, rows};
-  const std::int64_t per_row = std::int64_t(tl.m + 2) * (tl.m + 2) * (g.c + g.o) * tl.q();
-  const std::int64_t fit = std::max<std::int64_t>(1, (std::int64_t(512) * 1024) / (per_row * tl.th));
+  const std::int64_t fit = winograd_chunk_fit(g, tl, tl.th * tl.q());
   const std::int64_t chunks = (g.n + fit - 1) / fit;
   return {tl.th, (g.n + chunks - 1) / chunks, rows};
 }
