@@ -136,6 +136,30 @@ TEST(sampler, p_by_k_batches_are_valid_and_deterministic) {
   EXPECT_TRUE(differs);
 }
 
+TEST(sampler, extra_views_repeat_each_single_image_identity) {
+  const face_dataset ds = synthetic_dataset({5, 1, 4, 1, 3, 1, 1});
+  pk_options o{2, 3, 2, 11};
+  o.extra_views = 3;
+  pk_sampler s(ds, o);
+  EXPECT_EQ(s.batch_size(), 2 * 3 + 2 * 3);
+  std::set<int> extras_seen;
+  for (std::int64_t b = 0; b < 40; ++b) {
+    const auto batch = s.batch(b);
+    ASSERT_EQ(batch.size(), 12u);
+    for (std::size_t e = 6; e < 12; e += 3) {
+      EXPECT_EQ(ds.identities()[batch[e].label].images.size(), 1u);
+      for (std::size_t v = 1; v < 3; ++v) {  // the same photo and label, view after view
+        EXPECT_EQ(batch[e + v].label, batch[e].label) << "batch " << b;
+        EXPECT_EQ(batch[e + v].path, batch[e].path) << "batch " << b;
+      }
+      extras_seen.insert(batch[e].label);
+    }
+  }
+  EXPECT_EQ(extras_seen.size(), 4u);  // every single-image identity drawn in 80 draws
+  o.extra_views = 0;
+  EXPECT_THROW(pk_sampler(ds, o), facenet::argument_error);
+}
+
 TEST(sampler, each_epoch_visits_identities_once) {
   const face_dataset ds = synthetic_dataset(std::vector<int>(12, 3));
   pk_sampler s(ds, {4, 2, 0, 7});
@@ -265,6 +289,27 @@ TEST(loader, image_cache_keeps_batches_identical) {
   tiny.get("syn/a", synthetic_decoder);
   EXPECT_EQ(tiny.hits(), 0u);
   EXPECT_EQ(tiny.bytes(), 0u);
+}
+
+TEST(loader, extra_views_are_augmented_apart) {
+  const face_dataset ds = synthetic_dataset({3, 3, 1, 1});
+  pk_options po{2, 2, 2, 3};
+  po.extra_views = 2;
+  pk_sampler s(ds, po);
+  loader_options o;
+  o.augment = training_augmentation(20, 24);
+  batch_loader l(pk_source(s), o, synthetic_decoder);
+  const std::size_t plane = 3 * 20 * 20;
+  for (int b = 0; b < 4; ++b) {
+    loaded_batch x;
+    ASSERT_TRUE(l.next(x));
+    ASSERT_EQ(x.images.size(0), 8);
+    for (std::size_t e = 4; e < 8; e += 2) {
+      EXPECT_EQ(x.labels[e], x.labels[e + 1]);
+      EXPECT_NE(0, std::memcmp(x.images.data() + e * plane, x.images.data() + (e + 1) * plane, sizeof(float) * plane))
+          << "batch " << b << ": two views of one photo came out identical";
+    }
+  }
 }
 
 TEST(loader, list_source_evaluation_and_flip) {

@@ -23,6 +23,7 @@ const char* const train_help =
     "  --init W             start from these weights instead of a seeded random init\n"
     "  --batch-people P     identities per batch (24);  --batch-images K  images per identity (4)\n"
     "  --extra-negatives N  single-image identities added to each batch as negatives (0)\n"
+    "  --extra-views V      copies of each one's photo, augmented apart, so they are positives too (1)\n"
     "  --loss L             triplet (default) | softmax (classifier head over the training identities)\n"
     "  --dropout P          dropout before the embedding layer (nn4_small2: none, inception_resnet_v1: 0.6)\n"
     "  --mining M           batch-all (default) | semi-hard | batch-hard | random;  --alpha A  margin (0.2)\n"
@@ -69,6 +70,7 @@ train::trainer_config config_from(const args& a) {
   c.batch_people = static_cast<int>(a.integer("batch-people", c.batch_people));
   c.batch_images = static_cast<int>(a.integer("batch-images", c.batch_images));
   c.extra_negatives = static_cast<int>(a.integer("extra-negatives", c.extra_negatives));
+  c.extra_views = static_cast<int>(a.integer("extra-views", c.extra_views));
   const std::string loss = a.get("loss", "triplet");
   FACENET_CHECK(loss == "triplet" || loss == "softmax", argument_error, "--loss must be triplet or softmax, not '" + loss + "'");
   c.loss = loss == "softmax" ? train::objective::softmax : train::objective::triplet;
@@ -116,7 +118,7 @@ std::string command_line(int argc, char** argv, int first) {
 int run_train(int argc, char** argv, int first) {
   const auto a = parse_command(argc, argv, first, train_help, {"resume", "no-flip", "equalize"},
                                {"data", "people", "arch", "init", "out", "steps", "epochs", "batch-people", "batch-images",
-                                "extra-negatives", "loss", "dropout", "mining", "alpha", "optimizer", "momentum", "lr", "weight-decay",
+                                "extra-negatives", "extra-views", "loss", "dropout", "mining", "alpha", "optimizer", "momentum", "lr", "weight-decay",
                                 "clip", "schedule", "warmup", "seed", "workers", "standardize", "checkpoint",
                                 "checkpoint-every", "eval-pairs", "eval-images", "eval-ext", "eval-every", "eval-flip", "crop",
                                 "rotation", "shift", "zoom", "brightness"});

@@ -1,5 +1,6 @@
 // P x K batch sampler for triplet training: P identities with K images each, plus optional
-// single-image identities that only serve as negatives.
+// single-image identities: as negatives only, or (extra_views >= 2) each as several copies of its
+// one photo, which the loader augments independently, so they are also positives for each other.
 //
 // Choice for identities with fewer than K images: those with >= 2 images are drawn like the rest
 // and fill their K slots with replacement (augmentation makes the repeats differ); those with one
@@ -42,6 +43,7 @@ struct pk_options {
   int k = 4;                  // images per identity
   int extra_negatives = 0;    // single-image identities appended to each batch
   std::uint64_t seed = 0;
+  int extra_views = 1;        // copies of each extra identity's photo (>= 2: also anchors and positives)
 };
 
 // Not thread-safe (it caches the current epoch's order); batch_loader calls it under its lock.
@@ -51,6 +53,8 @@ class pk_sampler {
     FACENET_CHECK(o.p >= 2 && o.k >= 2 && o.extra_negatives >= 0, argument_error,
                   "pk_sampler: need P >= 2 identities and K >= 2 images per batch (got P=" + std::to_string(o.p) +
                       ", K=" + std::to_string(o.k) + ")");
+    FACENET_CHECK(o.extra_views >= 1, argument_error,
+                  "pk_sampler: extra identities need >= 1 view each (got " + std::to_string(o.extra_views) + ")");
     for (std::size_t i = 0; i < ds.identities().size(); ++i)
       (ds.identities()[i].images.size() >= 2 ? multi_ : single_).push_back(static_cast<int>(i));
     FACENET_CHECK(static_cast<int>(multi_.size()) >= o.p, argument_error,
@@ -60,7 +64,7 @@ class pk_sampler {
   }
 
   std::int64_t batches_per_epoch() const noexcept { return static_cast<std::int64_t>(multi_.size()) / o_.p; }
-  int batch_size() const noexcept { return o_.p * o_.k + o_.extra_negatives; }
+  int batch_size() const noexcept { return o_.p * o_.k + o_.extra_negatives * o_.extra_views; }
   const pk_options& options() const noexcept { return o_; }
 
   // Batch number `b` counted from the start of training.
@@ -88,7 +92,7 @@ class pk_sampler {
     }
     for (int i = 0; i < o_.extra_negatives; ++i) {
       const int label = single_[draw_index(rng, single_.size())];
-      out.push_back({ds_->identities()[label].images[0], label});
+      out.insert(out.end(), static_cast<std::size_t>(o_.extra_views), {ds_->identities()[label].images[0], label});
     }
     return out;
   }

@@ -64,6 +64,7 @@ struct trainer_config {
   std::vector<std::string> people;          // identities to train on; empty = every sub-folder
   std::string init_weights;                 // safetensors to start from; empty = seeded random init
   int batch_people = 24, batch_images = 4, extra_negatives = 0;
+  int extra_views = 1;  // copies of each extra negative's photo, augmented independently (>= 2: positives too)
   objective loss = objective::triplet;
   double dropout = -1;  // before the embedding layer; < 0: the architecture's default (nn4_small2 0, IRv1 0.6)
   loss::mining_options mining{loss::mining_strategy::batch_all};
@@ -260,6 +261,7 @@ class trainer {
     dataset_ = data::face_dataset::from_folder(c_.data_dir, c_.people);
     data::pk_options pk;
     pk.p = c_.batch_people, pk.k = c_.batch_images, pk.extra_negatives = c_.extra_negatives, pk.seed = c_.seed;
+    pk.extra_views = c_.extra_views;
     sampler_ = std::make_unique<data::pk_sampler>(dataset_, pk);
     total_steps_ = c_.steps > 0 ? c_.steps : c_.epochs * sampler_->batches_per_epoch();
     schedule_ = detail::make_schedule(c_, total_steps_);
