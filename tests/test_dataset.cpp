@@ -158,6 +158,8 @@ TEST(sampler, extra_views_repeat_each_single_image_identity) {
   EXPECT_EQ(extras_seen.size(), 4u);  // every single-image identity drawn in 80 draws
   o.extra_views = 0;
   EXPECT_THROW(pk_sampler(ds, o), facenet::argument_error);
+  o.extra_views = 1 << 30;  // 2 x 2^30 images: more than an int counts
+  EXPECT_THROW(pk_sampler(ds, o), facenet::argument_error);
 }
 
 TEST(sampler, each_epoch_visits_identities_once) {

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -55,6 +56,10 @@ class pk_sampler {
                       ", K=" + std::to_string(o.k) + ")");
     FACENET_CHECK(o.extra_views >= 1, argument_error,
                   "pk_sampler: extra identities need >= 1 view each (got " + std::to_string(o.extra_views) + ")");
+    // Sized in 64 bits first: batch_size() is an int, and absurd flags must not overflow it.
+    const std::int64_t size = std::int64_t{o.p} * o.k + std::int64_t{o.extra_negatives} * o.extra_views;
+    FACENET_CHECK(size <= std::numeric_limits<int>::max(), argument_error,
+                  "pk_sampler: a batch of " + std::to_string(size) + " images is too large");
     for (std::size_t i = 0; i < ds.identities().size(); ++i)
       (ds.identities()[i].images.size() >= 2 ? multi_ : single_).push_back(static_cast<int>(i));
     FACENET_CHECK(static_cast<int>(multi_.size()) >= o.p, argument_error,
