@@ -137,7 +137,7 @@ struct winograd_tiling {
   std::int64_t phases() const { return std::int64_t(m) * m; }
   // A channel's phase planes, then zeros that the last extended tile's vectors read (at most one
   // vector past the planes): each channel has its own, so a thread transforming its channels never
-  // reads one that another thread is padding.
+  // reads one that another thread is padding. 16 = one AVX-512 float vector, the most any target reads.
   std::int64_t channel() const { return phases() * plane() + 16; }
   std::int64_t padded_size(std::int64_t c) const { return c * channel(); }
 };
