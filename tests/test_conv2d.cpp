@@ -70,6 +70,9 @@ const conv_case kCases[] = {
     {1, 3, 23, 22, 4, 7, 7, fk::conv2d_params::symmetric(3, 3, 2, 2)},  // NN4 conv1-like, 12x11 outputs
     {2, 6, 19, 17, 3, 3, 3, pads(0, 0, 0, 0, 2, 2)},                   // no padding, odd input: 9x8
     {1, 5, 18, 16, 4, 3, 3, pads(1, 0, 2, 1, 2, 2)},                   // every side different
+    // Lowered in chunks of rows (detail::lowered_rows; 10 rows of 33 outputs here), the last short.
+    {1, 3, 70, 66, 5, 7, 7, fk::conv2d_params::symmetric(3, 3, 2, 2)},  // 35x33: each thread's rows in chunks
+    {8, 3, 61, 66, 5, 7, 7, fk::conv2d_params::symmetric(3, 3, 2, 2)},  // 31x33: images over threads, chunks of each
 };
 
 template <class T>

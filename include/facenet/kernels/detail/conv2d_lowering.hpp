@@ -148,14 +148,14 @@ inline T gather_or_zero(const T* src, std::int32_t at) {
 
 template <class T>
 void im2col_by_table(const conv_geometry& g, const T* x, T* col, std::int64_t ld, std::int64_t oy0, std::int64_t oy1) {
-  const std::int64_t taps = g.kh * g.kw, j0 = oy0 * g.ow, s = (oy1 - oy0) * g.ow;
+  const std::int64_t taps = g.kh * g.kw, s = (oy1 - oy0) * g.ow;
   const std::int32_t* at = offset_table(g, oy0, oy1);
   parallel::parallel_for(
       0, g.c,
       [&](std::int64_t c) {
         const T* src = x + c * g.h * g.w;
         for (std::int64_t t = 0; t < taps; ++t) {
-          T* dst = col + (c * taps + t) * ld + j0;
+          T* dst = col + (c * taps + t) * ld;
           const std::int32_t* a = at + t * s;
           for (std::int64_t j = 0; j < s; ++j) dst[j] = gather_or_zero(src, a[j]);
         }
@@ -192,8 +192,8 @@ struct b_gathered {
   }
 };
 
-// col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside), for the
-// output rows [oy0, oy1) (all by default): columns [oy0*ow, oy1*ow). Rows of col are `ld` apart
+// col[(c*kh + ky)*kw + kx][(oy - oy0)*ow + ox] = x[c][oy*sh - pt + ky][ox*sw - pl + kx] (0 outside),
+// for the output rows [oy0, oy1) (all by default). Rows of col are `ld` apart
 // (default oh*ow; wider when several images sit side by side). The valid ranges per kernel offset are
 // computed once: 64-bit divisions per row took a third of the time of IRv1 mixed_7a's stride-2 layers
 // (3x3 outputs).
@@ -212,8 +212,7 @@ void im2col(const conv_geometry& g, const T* x, T* col, std::int64_t ld = 0, std
         const std::int64_t c = item / g.kh, ky = item % g.kh;
         const T* src = x + c * g.h * g.w;
         for (std::int64_t kx = 0; kx < g.kw; ++kx)
-          im2col_row(g, src, ky, kx, y_ranges + 2 * ky, x_ranges + 2 * kx, oy0, oy1,
-                     col + (item * g.kw + kx) * ld + oy0 * g.ow);
+          im2col_row(g, src, ky, kx, y_ranges + 2 * ky, x_ranges + 2 * kx, oy0, oy1, col + (item * g.kw + kx) * ld);
       },
       min_iterations(g.kw * (oy1 - oy0) * g.ow));
 }
@@ -430,6 +429,26 @@ const gemm_epilogue<T>* epilogue_from(const gemm_epilogue<T>* ep, std::int64_t j
   return &part;
 }
 
+// Output rows [oy0, oy1) of a convolution through im2col, in chunks of rows whose lowered block
+// (in `col`) stays in the L2 cache from im2col writing it to the GEMM packing it: lowering a whole
+// image first (NN4 conv1: 1.35 MB per image) sent it through L3 and back. Chunks of ~192 KB and at
+// least 256 columns (facenet bench, 3 alternating runs, AVX2, 2 threads): NN4 batch 64 153-157 ->
+// 144-147 ms, IRv1 batch 16 254-256 -> 240-244 ms, batch 1 2% faster on both; 96 KB and 320 KB
+// chunks measured the same within noise.
+inline constexpr std::int64_t lowered_chunk_bytes = 192 * 1024, lowered_chunk_columns = 256;
+template <class T>
+void lowered_rows(const conv_geometry& g, const a_source<T>& w, const T* x, T* y, T* col, const gemm_epilogue<T>* ep,
+                  std::int64_t oy0, std::int64_t oy1) {
+  const std::int64_t row_bytes = g.k() * g.ow * static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t rows = std::max<std::int64_t>({1, (lowered_chunk_columns + g.ow - 1) / g.ow, lowered_chunk_bytes / row_bytes});
+  for (std::int64_t c0 = oy0; c0 < oy1; c0 += rows) {
+    const std::int64_t c1 = std::min(c0 + rows, oy1), j0 = c0 * g.ow, n = (c1 - c0) * g.ow;
+    gemm_epilogue<T> part;
+    im2col(g, x, col, n, c0, c1);
+    gemm_run(g.o, n, g.k(), T(1), w, b_matrix<T>{col, n, false}, T(0), y + j0, g.spatial(), epilogue_from(ep, j0, part));
+  }
+}
+
 // y[o, oh*ow] = epilogue(W x) for one image; `ws` holds forward_workspace_size elements and `offsets`
 // row_offsets_size(g) entries (used by the implicit path).
 template <class T>
@@ -446,15 +465,11 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
     return;
   }
   if (!g.implicit()) {
+    // Each thread lowers into a block of its own (at ws + k*j0): rows shared by the threads would
+    // share a cache line at the boundary of every row (IRv1 conv2d_4b, 17x17 outputs, 2 threads:
+    // 2.35 -> 1.78 ms).
     const bool split = by_output_rows(g, g.spatial(), [&](std::int64_t oy0, std::int64_t oy1) {
-      // Each thread lowers into a block of its own (k rows of its n columns at ws + k*j0): rows shared
-      // by the threads would share a cache line at the boundary of every row (IRv1 conv2d_4b, 17x17
-      // outputs, 2 threads: 2.35 -> 1.78 ms).
-      const std::int64_t j0 = oy0 * g.ow, n = (oy1 - oy0) * g.ow;
-      gemm_epilogue<T> part;
-      im2col(g, x, ws + (g.k() - 1) * j0, n, oy0, oy1);  // im2col adds the rows' first column, j0
-      gemm_run(g.o, n, g.k(), T(1), a.weights, b_matrix<T>{ws + g.k() * j0, n, false}, T(0), y + j0, g.spatial(),
-               epilogue_from(fuse ? &ep : nullptr, j0, part));
+      lowered_rows(g, a.weights, x, y, ws + g.k() * oy0 * g.ow, fuse ? &ep : nullptr, oy0, oy1);
     });
     if (split) return;
     // Few pixels for the tiled product (more than the few-column path's 12, whose copy of B would
@@ -465,8 +480,7 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
                T(0), y, g.spatial(), fuse ? &ep : nullptr);
       return;
     }
-    im2col(g, x, ws);
-    gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, b_matrix<T>{ws, g.spatial(), false}, T(0), y, g.spatial(), fuse ? &ep : nullptr);
+    lowered_rows(g, a.weights, x, y, ws, fuse ? &ep : nullptr, 0, g.oh);
     return;
   }
   if (g.transposes()) return forward_image_transposed(g, a, x, y, ws, offsets);
