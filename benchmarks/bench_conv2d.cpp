@@ -2,7 +2,7 @@
 // conv2d_1a 160->79, conv2d_2a 79->77, conv2d_2b 77 pad 1, conv2d_4a 38->36, conv2d_4b 36->17 stride 2,
 // Block35 at 17x17, Block17 at 8x8, Block8 at 3x3, their 1x1s at batch 16 as one batched GEMM) and NN4-small2 (96x96 input). Forward through
 // conv2d_plan (inference: packed weights, fused bias+relu; as chosen, and with GEMM or Winograd forced
-// for the 3x3 stride-1 shapes) and conv2d_forward, backward data and weight, batch 1 and 16. GFLOP/s counts 2*O*C*KH*KW*OH*OW per image for every pass.
+// for the 3x3 and 5x5 stride-1 shapes) and conv2d_forward, backward data and weight, batch 1 and 16. GFLOP/s counts 2*O*C*KH*KW*OH*OW per image for every pass.
 #include <string>
 
 #include "bench_common.hpp"
@@ -49,15 +49,16 @@ const conv_shape kShapes[] = {
     {"nn4_4a_5x5_32to64_p2_6", 32, 6, 6, 64, 5, 5, fk::conv2d_params::symmetric(2, 2)},
 };
 
-// plan_forward lets the plan choose; plan_gemm / plan_winograd (F(2x2, 3x3)) / plan_winograd_4x4 force
-// one algorithm (the Winograd ones 3x3 stride 1 only).
-enum class pass { plan_forward, plan_gemm, plan_winograd, plan_winograd_4x4, forward, backward_data, backward_weight };
+// plan_forward lets the plan choose; plan_gemm / plan_winograd (F(2x2, 3x3)) / plan_winograd_4x4 /
+// plan_winograd_5x5 (F(2x2, 5x5)) force one algorithm (the Winograd ones stride 1, 3x3 or 5x5).
+enum class pass { plan_forward, plan_gemm, plan_winograd, plan_winograd_4x4, plan_winograd_5x5, forward, backward_data, backward_weight };
 const char* pass_name(pass p) {
   switch (p) {
     case pass::plan_forward: return "plan_forward";
     case pass::plan_gemm: return "plan_gemm";
     case pass::plan_winograd: return "plan_winograd";
     case pass::plan_winograd_4x4: return "plan_winograd_4x4";
+    case pass::plan_winograd_5x5: return "plan_winograd_5x5";
     case pass::forward: return "forward";
     case pass::backward_data: return "backward_data";
     case pass::backward_weight: return "backward_weight";
@@ -81,6 +82,7 @@ void bm_conv(benchmark::State& state, conv_shape cs, pass which, std::int64_t ba
   const fk::conv2d_algo algo = which == pass::plan_gemm           ? fk::conv2d_algo::gemm
                                : which == pass::plan_winograd     ? fk::conv2d_algo::winograd
                                : which == pass::plan_winograd_4x4 ? fk::conv2d_algo::winograd_4x4
+                               : which == pass::plan_winograd_5x5 ? fk::conv2d_algo::winograd_5x5
                                                                   : fk::conv2d_algo::automatic;
   const fk::conv2d_plan<float> plan(w, b, cs.p, fk::activation::relu, algo);
   const double flops = 2.0 * static_cast<double>(ys.numel()) * static_cast<double>(cs.c * cs.kh * cs.kw);
@@ -89,7 +91,8 @@ void bm_conv(benchmark::State& state, conv_shape cs, pass which, std::int64_t ba
       case pass::plan_forward:
       case pass::plan_gemm:
       case pass::plan_winograd:
-      case pass::plan_winograd_4x4: plan.forward(x, y, ws); break;
+      case pass::plan_winograd_4x4:
+      case pass::plan_winograd_5x5: plan.forward(x, y, ws); break;
       case pass::forward: fk::conv2d_forward(x, w, b, y, cs.p); break;
       case pass::backward_data: fk::conv2d_backward_data(dy, w, x.shape(), dx, cs.p); break;
       case pass::backward_weight: fk::conv2d_backward_weight(x, dy, dw, &db, cs.p); break;
@@ -99,17 +102,21 @@ void bm_conv(benchmark::State& state, conv_shape cs, pass which, std::int64_t ba
   const fk::conv2d_algo ran = plan.algo_for(x.shape());
   state.SetLabel("out " + ys.str() + (ran == fk::conv2d_algo::winograd       ? " winograd"
                                       : ran == fk::conv2d_algo::winograd_4x4 ? " winograd 4x4"
+                                      : ran == fk::conv2d_algo::winograd_5x5 ? " winograd 5x5"
                                                                              : ""));
 }
 
 const int kRegistered = [] {
   for (const auto& cs : kShapes)
-    for (pass which : {pass::plan_forward, pass::plan_gemm, pass::plan_winograd, pass::plan_winograd_4x4, pass::forward,
-                       pass::backward_data, pass::backward_weight})
+    for (pass which : {pass::plan_forward, pass::plan_gemm, pass::plan_winograd, pass::plan_winograd_4x4,
+                       pass::plan_winograd_5x5, pass::forward, pass::backward_data, pass::backward_weight})
       for (std::int64_t batch : {1, 16}) {
         if (which == pass::forward && batch > 1) continue;  // same engine as plan_forward
-        const bool forced = which == pass::plan_gemm || which == pass::plan_winograd || which == pass::plan_winograd_4x4;
-        const bool winograd_fits = cs.kh == 3 && cs.kw == 3 && cs.p.stride_h == 1 && cs.p.stride_w == 1;
+        const bool forced = which == pass::plan_gemm || which == pass::plan_winograd || which == pass::plan_winograd_4x4 ||
+                            which == pass::plan_winograd_5x5;
+        const bool stride_1 = cs.p.stride_h == 1 && cs.p.stride_w == 1;
+        const bool square = cs.kh == cs.kw, k3 = square && cs.kh == 3, k5 = square && cs.kh == 5;
+        const bool winograd_fits = stride_1 && (which == pass::plan_winograd_5x5 ? k5 : which == pass::plan_gemm ? k3 || k5 : k3);
         if (forced && (batch > 1 || !winograd_fits)) continue;
         for (int threads : {2, 1}) {
           if (threads == 1 && which != pass::plan_forward && !forced) continue;

@@ -84,7 +84,7 @@ double tol(std::int64_t k) {
 // they cancel, so it rounds more than the direct sum or F(2x2).
 template <class T>
 double tol(std::int64_t k, fk::conv2d_algo algo) {
-  return tol<T>(k) * (algo == fk::conv2d_algo::winograd_4x4 ? 2 : 1);
+  return tol<T>(k) * (algo == fk::conv2d_algo::winograd_4x4 || algo == fk::conv2d_algo::winograd_5x5 ? 2 : 1);
 }
 
 template <class T>
@@ -243,6 +243,10 @@ TEST(Conv2dPlan, MatchesForwardWithFusedEpilogue) {
         check_plan<float>(cc, seed += 10, algo);
         check_plan<double>(cc, seed += 10, algo);
       }
+    if (cc.kh == 5 && cc.kw == 5 && cc.p.stride_h == 1 && cc.p.stride_w == 1) {
+      check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd_5x5);
+      check_plan<double>(cc, seed += 10, fk::conv2d_algo::winograd_5x5);
+    }
   }
   // Bigger than one K block and one N block, threaded, batch 2.
   check_plan<float>({2, 40, 23, 29, 37, 3, 3, fk::conv2d_params::symmetric(1, 1)}, 77);
@@ -261,6 +265,7 @@ TEST(Conv2dPlan, BatchesSplitOverThreadsMatchTheForward) {
       {11, 6, 6, 6, 5, 3, 3, fk::conv2d_params::symmetric(1, 1)},    // 6x6 maps: images grouped per GEMM
       {9, 17, 3, 3, 33, 1, 1, pads(0, 0, 0, 0)},                     // 1x1 over 3x3 maps: one GEMM per share
       {10, 3, 13, 11, 4, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},  // strided im2col
+      {9, 6, 12, 12, 5, 5, 5, fk::conv2d_params::symmetric(2, 2)},         // 5x5, NN4 inception_3b-like
   };
   std::uint32_t seed = 3300;
   for (const auto& cc : cases) {
@@ -270,6 +275,7 @@ TEST(Conv2dPlan, BatchesSplitOverThreadsMatchTheForward) {
       check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd);
       check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd_4x4);
     }
+    if (cc.kh == 5 && cc.p.stride_h == 1) check_plan<float>(cc, seed += 10, fk::conv2d_algo::winograd_5x5);
   }
 }
 
@@ -321,6 +327,68 @@ TEST(Conv2dPlan, WinogradMatchesReference) {
     fk::conv2d_plan<double>(wd, Tensor<double>(), cc.p, fk::activation::none, algo).forward(xd, yd, wsd);
     EXPECT_LE(max_abs_diff(yd, want_d), tol<double>(cc.c * 9, algo)) << "winograd double " << int(algo) << " " << cc.what();
   }
+}
+
+// Winograd F(2x2, 5x5) forced, against the scalar reference: every output remainder by 2, each
+// padding side, one output pixel, batches with several images per chunk and split over the threads,
+// maps of several chunks, NN4's 12x12 and 6x6 inception maps, bias, relu and a residual, float and
+// double. The automatic choice takes it on NN4's layers and not on strided or small ones.
+TEST(Conv2dPlan, Winograd5x5MatchesReference) {
+  const conv_case cases[] = {
+      {1, 3, 7, 7, 2, 5, 5, pads(0, 0, 0, 0)},             // 3x3 output: a ragged tile per side
+      {1, 1, 5, 5, 1, 5, 5, pads(0, 0, 0, 0)},             // a single output pixel
+      {2, 5, 8, 9, 7, 5, 5, fk::conv2d_params::symmetric(2, 2)},
+      {1, 4, 9, 7, 6, 5, 5, pads(1, 3, 0, 4)},             // asymmetric padding
+      {1, 4, 6, 10, 3, 5, 5, pads(2, 0, 1, 0)},
+      {1, 4, 6, 10, 3, 5, 5, pads(0, 2, 0, 3)},
+      {3, 32, 12, 12, 64, 5, 5, fk::conv2d_params::symmetric(2, 2)},  // NN4 inception_3b, batch 3
+      {8, 32, 6, 6, 64, 5, 5, fk::conv2d_params::symmetric(2, 2)},    // NN4 inception_4a, 8 images
+      {1, 37, 45, 47, 65, 5, 5, fk::conv2d_params::symmetric(2, 2)},  // several chunks, threaded
+      {1, 21, 2, 40, 9, 5, 5, pads(2, 1, 0, 0)},           // one tile row, wide
+      {9, 33, 13, 11, 40, 5, 5, fk::conv2d_params::symmetric(2, 2)},  // odd maps, images over threads
+  };
+  std::uint32_t seed = 2400;
+  const auto algo = fk::conv2d_algo::winograd_5x5;
+  for (const auto& cc : cases) {
+    const Tensor<float> x = random_tensor<float>({cc.n, cc.c, cc.h, cc.w}, seed++);
+    const Tensor<float> w = random_tensor<float>({cc.o, cc.c, 5, 5}, seed++);
+    const Tensor<float> b = random_tensor<float>({cc.o}, seed++);
+    Tensor<float> want, y, ws;
+    ref::conv2d_forward(x, w, b, want, cc.p);
+    const Tensor<float> residual = random_tensor<float>(want.shape(), seed++);
+    const float scale = 0.3f;
+    for (std::int64_t i = 0; i < want.numel(); ++i)
+      want.data()[i] = std::max(residual.data()[i] + scale * want.data()[i], 0.f);
+    const fk::conv2d_plan<float> plan(w, b, cc.p, fk::activation::relu, algo);
+    EXPECT_EQ(plan.algo_for(x.shape()), algo);
+    plan.forward(x, y, ws, &residual, scale);
+    ASSERT_EQ(y.shape(), want.shape()) << cc.what();
+    EXPECT_LE(max_abs_diff(y, want), tol<float>(cc.c * 25, algo)) << "winograd 5x5 " << cc.what();
+
+    Tensor<double> xd(x.shape()), wd(w.shape()), yd, want_d, wsd;
+    for (std::int64_t i = 0; i < x.numel(); ++i) xd.data()[i] = x.data()[i];
+    for (std::int64_t i = 0; i < w.numel(); ++i) wd.data()[i] = w.data()[i];
+    ref::conv2d_forward(xd, wd, Tensor<double>(), want_d, cc.p);
+    fk::conv2d_plan<double>(wd, Tensor<double>(), cc.p, fk::activation::none, algo).forward(xd, yd, wsd);
+    EXPECT_LE(max_abs_diff(yd, want_d), tol<double>(cc.c * 25, algo)) << "winograd 5x5 double " << cc.what();
+  }
+  const auto automatic = [](std::int64_t c, std::int64_t o, std::int64_t stride) {
+    const Tensor<float> w = random_tensor<float>({o, c, 5, 5}, 9);
+    return fk::conv2d_plan<float>(w, Tensor<float>(), fk::conv2d_params::symmetric(2, 2, stride, stride));
+  };
+  EXPECT_EQ(automatic(32, 64, 1).algo_for({8, 32, 12, 12}), algo);  // NN4 inception_3b
+  EXPECT_EQ(automatic(32, 64, 1).algo_for({8, 32, 6, 6}), algo);    // NN4 inception_4a
+  EXPECT_EQ(automatic(32, 64, 2).algo_for({8, 32, 12, 12}), fk::conv2d_algo::gemm);  // inception_3c: strided
+  EXPECT_EQ(automatic(16, 32, 1).algo_for({1, 16, 12, 12}), algo);  // NN4 inception_3a
+  EXPECT_EQ(automatic(32, 64, 1).algo_for({8, 32, 3, 3}), fk::conv2d_algo::gemm);    // too few outputs
+  EXPECT_EQ(automatic(8, 64, 1).algo_for({1, 8, 12, 12}), fk::conv2d_algo::gemm);    // too few channels
+  EXPECT_THROW(fk::conv2d_plan<float>(random_tensor<float>({4, 4, 3, 3}, 1), Tensor<float>(), fk::conv2d_params{},
+                                      fk::activation::none, algo),
+               facenet::unsupported_error);
+  Tensor<float> dw({4, 4, 5, 5});
+  EXPECT_THROW(fk::conv2d_backward_weight(random_tensor<float>({1, 4, 9, 9}, 2), random_tensor<float>({1, 4, 5, 5}, 3), dw,
+                                          static_cast<Tensor<float>*>(nullptr), fk::conv2d_params{}, algo),
+               facenet::unsupported_error);
 }
 
 // The weight gradient by Winograd (A and G exchanged), both tile sizes forced, against the scalar

@@ -51,8 +51,8 @@ enum class activation { none, relu };
 
 // How a conv2d_plan computes: `automatic` picks per weight shape at pack time; the others force a path
 // (tests, benchmarks). Winograd F(2x2, 3x3) (`winograd`) and F(4x4, 3x3) (`winograd_4x4`) need 3x3
-// weights and stride 1.
-enum class conv2d_algo { automatic, gemm, winograd, winograd_4x4 };
+// weights and stride 1, F(2x2, 5x5) (`winograd_5x5`) 5x5 weights and stride 1.
+enum class conv2d_algo { automatic, gemm, winograd, winograd_4x4, winograd_5x5 };
 
 namespace detail {
 
@@ -67,6 +67,14 @@ inline conv2d_algo winograd_by_map(const shape& w, std::int64_t oh, std::int64_t
   const std::int64_t pixels = oh * ow, total = narrow ? pixels : pixels * images;
   if (total >= (narrow ? 48 * 48 : 16 * 16) && pixels >= 8 * 8) return conv2d_algo::winograd_4x4;
   return total >= 8 * 8 && pixels >= 6 * 6 && (!narrow || narrow_f2) ? conv2d_algo::winograd : conv2d_algo::gemm;
+}
+
+// F(2x2, 5x5) from 6x6 outputs. GEMM against F(2x2, 5x5), AVX2: bench_conv2d batch 1 on 2 threads,
+// NN4 inception_3a 16 -> 32 at 12x12 38 -> 33 us, 3b 32 -> 64 at 12x12 131 -> 77 us, 4a at 6x6 49 ->
+// 32 us (its 2 extra tiles per row of 3 are computed and dropped, and still it wins); in the network
+// at batch 8 on one thread (facenet bench --profile) 3b 1.81 -> 1.23 ms, 4a 0.65 -> 0.42 ms.
+inline conv2d_algo winograd_5x5_by_map(std::int64_t oh, std::int64_t ow) {
+  return oh * ow >= 6 * 6 ? conv2d_algo::winograd_5x5 : conv2d_algo::gemm;
 }
 
 inline conv_geometry conv_geometry_of(const shape& x, const shape& w, const conv2d_params& p, const char* who) {
@@ -320,6 +328,8 @@ void conv2d_backward_weight(const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& 
   dy.require_contiguous("conv2d_backward_weight dy");
   dw.require_contiguous("conv2d_backward_weight dw");
   const bool winograd_fits = detail::winograd_applies(g.kh, g.kw, g.sh, g.sw);
+  FACENET_CHECK(algo != conv2d_algo::winograd_5x5, unsupported_error,
+                "conv2d_backward_weight: Winograd F(2x2, 5x5) is forward only; use automatic or gemm");
   FACENET_CHECK(algo == conv2d_algo::automatic || algo == conv2d_algo::gemm || winograd_fits, unsupported_error,
                 "conv2d_backward_weight: Winograd needs 3x3 weights and stride 1; got weights " + dw.shape().str() + ", " +
                     p.str());
@@ -370,9 +380,15 @@ class conv2d_plan {
                       p.pad_right >= 0,
                   argument_error, "conv2d_plan: strides must be positive and padding non-negative (" + p.str() + ")");
     const bool fits = detail::winograd_applies(w.size(2), w.size(3), p.stride_h, p.stride_w);
-    FACENET_CHECK(!is_winograd(algo) || fits, unsupported_error,
-                  "conv2d_plan: Winograd needs 3x3 weights and stride 1; got weights " + w.shape().str() + ", " + p.str());
-    if (algo == conv2d_algo::automatic && !(fits && winograd_channels(w.size(1), w.size(0)))) algo_ = conv2d_algo::gemm;
+    const bool fits_5x5 = detail::winograd_5x5_applies(w.size(2), w.size(3), p.stride_h, p.stride_w);
+    FACENET_CHECK(!is_winograd(algo) || algo == conv2d_algo::winograd_5x5 || fits, unsupported_error,
+                  "conv2d_plan: Winograd F(2x2|4x4, 3x3) needs 3x3 weights and stride 1; got weights " + w.shape().str() +
+                      ", " + p.str());
+    FACENET_CHECK(algo != conv2d_algo::winograd_5x5 || fits_5x5, unsupported_error,
+                  "conv2d_plan: Winograd F(2x2, 5x5) needs 5x5 weights and stride 1; got weights " + w.shape().str() + ", " +
+                      p.str());
+    if (algo == conv2d_algo::automatic && !((fits || fits_5x5) && winograd_channels(w.size(1), w.size(0), w.size(2))))
+      algo_ = conv2d_algo::gemm;
     pack(w, bias);
   }
 
@@ -389,8 +405,8 @@ class conv2d_plan {
   }
 
   // Automatic selection for stride-1 3x3 weights with >= 32 input and output channels, by output map
-  // size. bench_conv2d, batch 1, AVX2, us on 2 threads (1 thread) for implicit GEMM / F(2x2) /
-  // F(4x4): NN4 conv3 24x24 900 / 527 / 393 (1496 / 1004 / 709), IRv1 conv2d_4a 36x36 2243 / 1379 /
+  // size (5x5 weights: >= 16 channels, detail::winograd_5x5_by_map). bench_conv2d, batch 1, AVX2, us
+  // on 2 threads (1 thread) for implicit GEMM / F(2x2) / F(4x4): NN4 conv3 24x24 900 / 527 / 393 (1496 / 1004 / 709), IRv1 conv2d_4a 36x36 2243 / 1379 /
   // 926 (4020 / 2427 / 1792), mixed_6a's 192-channel 17x17 1453 / 828 / 725, conv2d_2b (32 -> 64 at
   // 77x77) 1457 / 1019 / 760; NN4 3a 12x12 245 / 163 / 182. F(4x4) needs enough tiles (16 outputs
   // each) to fill its GEMMs, and enough channels to pay for its larger transforms. Inside the
@@ -403,14 +419,21 @@ class conv2d_plan {
   // NN4 4a's 6x6 158 / 121 / 153 (156 / 119 / 220), NN4 5a's 3x3 75 / 112 / 137. So an image's
   // result can depend, within float rounding (~1e-7 on NN4's embeddings), on how many images shared
   // its call: a batch's rows agree with single images to that rounding, not bit for bit.
-  static bool winograd_channels(std::int64_t c, std::int64_t o) { return c >= 32 && o >= 32; }
+  // F(2x2, 5x5) pays from 16 channels (NN4 inception_3a's 16 -> 32 at 12x12, batch 8 on one thread:
+  // 0.56 -> 0.49 ms), the 3x3 forms from 32.
+  static bool winograd_channels(std::int64_t c, std::int64_t o, std::int64_t kernel = 3) {
+    const std::int64_t least = kernel == 5 ? 16 : 32;
+    return c >= least && o >= least;
+  }
   static conv2d_algo automatic_map(const shape& w, std::int64_t oh, std::int64_t ow, std::int64_t images = 1) {
+    if (w[2] == 5) return detail::winograd_5x5_by_map(oh, ow);
     return detail::winograd_by_map(w, oh, ow, false, images);
   }
   // The algorithm automatic selection would run weights w with params p by for oh x ow outputs.
   static conv2d_algo automatic_algo(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
-    if (!detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w) || !winograd_channels(w[1], w[0]))
-      return conv2d_algo::gemm;
+    const bool fits = detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w) ||
+                      detail::winograd_5x5_applies(w[2], w[3], p.stride_h, p.stride_w);
+    if (!fits || !winograd_channels(w[1], w[0], w[2])) return conv2d_algo::gemm;
     return automatic_map(w, oh, ow);
   }
 
@@ -461,8 +484,15 @@ class conv2d_plan {
   const conv2d_params& params() const { return params_; }
 
  private:
-  static bool is_winograd(conv2d_algo a) { return a == conv2d_algo::winograd || a == conv2d_algo::winograd_4x4; }
-  static int form_index(conv2d_algo a) { return a == conv2d_algo::winograd ? 1 : a == conv2d_algo::winograd_4x4 ? 2 : 0; }
+  static bool is_winograd(conv2d_algo a) {
+    return a == conv2d_algo::winograd || a == conv2d_algo::winograd_4x4 || a == conv2d_algo::winograd_5x5;
+  }
+  static int form_index(conv2d_algo a) {
+    return a == conv2d_algo::winograd ? 1 : a == conv2d_algo::winograd_4x4 ? 2 : a == conv2d_algo::winograd_5x5 ? 3 : 0;
+  }
+  // Output tile size and kernel size of a Winograd form.
+  static int tile_of(conv2d_algo a) { return a == conv2d_algo::winograd_4x4 ? 4 : 2; }
+  static int kernel_of(conv2d_algo a) { return a == conv2d_algo::winograd_5x5 ? 5 : 3; }
 
   conv2d_algo algo_for_map(std::int64_t oh, std::int64_t ow, std::int64_t images) const {
     return algo_ == conv2d_algo::automatic ? automatic_map(w_shape_, oh, ow, images) : algo_;
@@ -478,7 +508,7 @@ class conv2d_plan {
     return g.spatial() <= 36 ? detail::forward_grouping::grouped : detail::forward_grouping::per_image;
   }
   static std::int64_t workspace_size(const detail::conv_geometry& g, conv2d_algo algo) {
-    return std::max<std::int64_t>(is_winograd(algo) ? detail::winograd_workspace_size(g, algo == conv2d_algo::winograd ? 2 : 4)
+    return std::max<std::int64_t>(is_winograd(algo) ? detail::winograd_workspace_size(g, tile_of(algo), kernel_of(algo))
                                                     : detail::forward_workspace_size<T>(g, plan_grouping(g)),
                                   1);
   }
@@ -488,7 +518,9 @@ class conv2d_plan {
     if (!is_winograd(algo))
       return detail::forward_batch(g, a, x, y, r, ws, detail::thread_scratch<std::int64_t>(2, detail::row_offsets_size(g)),
                                    plan_grouping(g));
-    const auto images = algo == conv2d_algo::winograd_4x4 ? detail::forward_images_winograd<4, T> : detail::forward_images_winograd<2, T>;
+    const auto images = algo == conv2d_algo::winograd_4x4   ? detail::forward_images_winograd<4, T>
+                        : algo == conv2d_algo::winograd_5x5 ? detail::forward_images_winograd<2, T, 5>
+                                                            : detail::forward_images_winograd<2, T>;
     images(g, a, a.weights.packed, x, y, r, ws);
   }
 
@@ -515,6 +547,8 @@ class conv2d_plan {
       detail::winograd_pack_weights<2, T>(w, o, c, sized(detail::winograd_packed_size<T>(2, o, c)));
     else if (algo == conv2d_algo::winograd_4x4)
       detail::winograd_pack_weights<4, T>(w, o, c, sized(detail::winograd_packed_size<T>(4, o, c)));
+    else if (algo == conv2d_algo::winograd_5x5)
+      detail::winograd_pack_weights<2, T, 5>(w, o, c, sized(detail::winograd_packed_size<T>(2, o, c, 5)));
     else
       detail::pack_a_full(detail::a_source<T>{w, k, false, nullptr}, o, k, sized(detail::packed_a_size<T>(o, k)));
   }
@@ -526,7 +560,7 @@ class conv2d_plan {
     if (algo_ == conv2d_algo::automatic) {
       if (source_.numel() != w.numel()) source_ = Tensor<T>::uninitialized(w_shape_);
       source_.copy_from(w);
-      for (conv2d_algo a : {conv2d_algo::gemm, conv2d_algo::winograd, conv2d_algo::winograd_4x4}) {
+      for (conv2d_algo a : {conv2d_algo::gemm, conv2d_algo::winograd, conv2d_algo::winograd_4x4, conv2d_algo::winograd_5x5}) {
         form& f = forms_[form_index(a)];
         if (f.ready.load(std::memory_order_relaxed)) pack_form(a, w.data(), f.data);
       }
@@ -552,7 +586,7 @@ class conv2d_plan {
   conv2d_algo algo_;  // automatic only for weights Winograd may run (chosen per map size)
   Tensor<T> source_;  // the weights, kept when algo_ is automatic
   mutable std::mutex pack_mutex_;
-  mutable std::array<form, 3> forms_;  // GEMM A panels, F(2x2)'s U, F(4x4)'s U
+  mutable std::array<form, 4> forms_;  // GEMM A panels, F(2x2)'s U, F(4x4)'s U, F(2x2, 5x5)'s U
   Tensor<T> bias_;
 };
 

@@ -47,7 +47,7 @@ class conv2d final : public module<T> {
   // state): the batch's images then share one packing, and 3x3 layers can take Winograd.
   void forward(const Tensor<T>& x, Tensor<T>& y, bool) override {
     x_ = x;
-    repacked(forward_plan_, weight, bias, params_).forward(x, y, ws_);
+    repacked(forward_plan_, weight, bias, params_, training_forward_algo()).forward(x, y, ws_);
     profile_flops(flops(y));
   }
 
@@ -127,11 +127,19 @@ class conv2d final : public module<T> {
   // The data gradient runs as a convolution of dy (kernels::conv2d_data_grad_is_conv) only where that
   // takes Winograd: NN4 batch 96, 2 threads, AVX2: conv3 182 -> 164 ms, inception_3a/3b 3x3 52 -> 48
   // ms; by GEMM it was slower than backward_data's grouped products (4a-5b 3x3 and 5x5: 11 -> 20 ms).
+  // Training keeps F(2x2, 5x5) out of both passes. Its forward made NN4's 5x5 layers faster but the
+  // whole batch-96 step 2-3% slower (facenet bench --train, 4 alternating runs: 892-906 -> 917-929
+  // ms; the layers after them lost the time), and as the data gradient it was slower than
+  // backward_data (inception_3b 31.1 -> 32.4 ms, 4a 8.3 -> 10.4 ms).
+  kernels::conv2d_algo training_forward_algo() const {
+    return opt_.kernel_h == 5 && opt_.kernel_w == 5 ? kernels::conv2d_algo::gemm : kernels::conv2d_algo::automatic;
+  }
   kernels::conv2d_algo data_grad_algo() const {
     if (!kernels::conv2d_data_grad_is_conv(weight.shape(), params_)) return kernels::conv2d_algo::gemm;
     const shape flipped{weight.size(1), weight.size(0), weight.size(2), weight.size(3)};
-    return kernels::conv2d_plan<T>::automatic_algo(flipped, kernels::conv2d_data_grad_params(weight.shape(), params_),
-                                                   x_.h(), x_.w());
+    const kernels::conv2d_algo algo = kernels::conv2d_plan<T>::automatic_algo(
+        flipped, kernels::conv2d_data_grad_params(weight.shape(), params_), x_.h(), x_.w());
+    return algo == kernels::conv2d_algo::winograd_5x5 ? kernels::conv2d_algo::gemm : algo;
   }
 
   // The data-gradient plan is built for the algorithm chosen: an automatic plan would keep a copy of

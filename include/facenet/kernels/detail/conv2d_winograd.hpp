@@ -1,10 +1,12 @@
-// Winograd F(m x m, 3x3), m = 2 or 4, for stride-1 3x3 inference convolution (Lavin & Gray, "Fast
-// Algorithms for Convolutional Neural Networks", 2015). Each m x m output tile reads an a x a input tile
-// d (a = m + 2); with U = G g G^T (weights, transformed once at pack time) and V = B^T d B, the tile is
+// Winograd F(m x m, 3x3), m = 2 or 4, for stride-1 3x3 inference convolution, and F(2x2, 5x5) for
+// stride-1 5x5 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015). Each m x m
+// output tile reads an a x a input tile d (a = m + r - 1); with U = G g G^T (weights, transformed once at pack time) and V = B^T d B, the tile is
 // A^T (U . V) A. Summed over input channels, the a*a element-wise products become a*a GEMMs
 // M_xi = U_xi V_xi ([o x c] x [c x tiles]). F(2x2) multiplies 16 times per (o, c) for 4 outputs where
 // the direct convolution multiplies 36 times (2.25x fewer); F(4x4) 36 times for 16 outputs (4x fewer),
 // with larger transforms and more rounding (its interpolation points are 0, +-1, +-2 and infinity).
+// F(2x2, 5x5) uses the same six points, so the same input transform B^T: 36 multiplications per (o, c)
+// for 4 outputs where the direct 5x5 convolution takes 100 (2.8x fewer).
 #pragma once
 
 #include <algorithm>
@@ -21,9 +23,12 @@ namespace facenet::kernels::detail {
 inline bool winograd_applies(std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw) {
   return kh == 3 && kw == 3 && sh == 1 && sw == 1;
 }
+inline bool winograd_5x5_applies(std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw) {
+  return kh == 5 && kw == 5 && sh == 1 && sw == 1;
+}
 
-// The one-dimensional transforms of F(m, 3); the 2-D ones apply them along columns, then rows.
-template <int M>
+// The one-dimensional transforms of F(m, r); the 2-D ones apply them along columns, then rows.
+template <int M, int R = 3>
 struct winograd_transforms;
 
 template <>
@@ -121,29 +126,61 @@ struct winograd_transforms<4> {
   }
 };
 
+// F(2, 5) on F(4, 3)'s points: G[k][j] = p_k^j / prod_{l != k} (p_k - p_l) for p = 0, 1, -1, 2, -2,
+// and [0, 0, 0, 0, 1] for infinity; A^T rows are p^0 and p^1 (with the infinity term). Forward only.
+template <>
+struct winograd_transforms<2, 5> {
+  static constexpr int alpha = 6;
+  static void weights(const double* v, double* out) {
+    const double even = v[0] + v[2] + v[4], odd = v[1] + v[3];
+    const double even2 = v[0] + 4 * v[2] + 16 * v[4], odd2 = 2 * v[1] + 8 * v[3];
+    out[0] = v[0] / 4;
+    out[1] = -(even + odd) / 6;
+    out[2] = -(even - odd) / 6;
+    out[3] = (even2 + odd2) / 24;
+    out[4] = (even2 - odd2) / 24;
+    out[5] = v[4];
+  }
+  template <class V>
+  static void input(const V* d, V* t) {
+    winograd_transforms<4>::input(d, t);
+  }
+  // A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1]].
+  template <class V>
+  static void output(const V* m, V* o) {
+    o[0] = m[0] + m[1] + m[2] + m[3] + m[4];
+    o[1] = simd::fma(V(2), m[3] - m[4], m[1] - m[2]) + m[5];
+  }
+};
+
 // m x m output tiles covering the output. Tile (ty, tx) reads rows m ty .. m ty + a - 1 and the same
 // columns of the zero-padded input (extra zero rows/columns when oh or ow is not a multiple of m). The
-// padded copy is split by row and column phase (index mod m) into m * m planes of (th + 1) x q values,
-// q = tw + 1, so that value (i, j) of tile (ty, tx) sits at plane((i % m) * m + j % m) + e + (i / m) * q
-// + j / m with e = ty * q + tx. In this "extended" tile index e every transform is one contiguous SIMD
-// loop over all tiles of the image, however narrow its rows (IRv1's 17x17 maps have 9 tiles per row at
-// m = 2); the one extra tile per row (tx = tw) is computed and dropped, as the implicit GEMM drops its
-// extra columns.
+// padded copy is split by row and column phase (index mod m) into m * m planes of (th + h) x q values,
+// q = tw + h with h = halo(), so that value (i, j) of tile (ty, tx) sits at plane((i % m) * m + j % m)
+// + e + (i / m) * q + j / m with e = ty * q + tx. In this "extended" tile index e every transform is one
+// contiguous SIMD loop over all tiles of the image, however narrow its rows (IRv1's 17x17 maps have 9
+// tiles per row at m = 2); the h extra tiles per row (tx >= tw) are computed and dropped, as the
+// implicit GEMM drops its extra columns.
 struct winograd_tiling {
-  int m;
+  int m, r;
   std::int64_t th, tw;
-  std::int64_t q() const { return tw + 1; }
-  std::int64_t plane() const { return (th + 1) * q(); }
+  int alpha() const { return m + r - 1; }
+  // Extra tiles per row and rows of tiles that a tile's reads reach past the last: 1 for 3x3, 2 for
+  // F(2x2, 5x5), whose 6-wide input tiles step by 2.
+  std::int64_t halo() const { return (alpha() - 1) / m; }
+  std::int64_t q() const { return tw + halo(); }
+  std::int64_t plane() const { return (th + halo()) * q(); }
   std::int64_t phases() const { return std::int64_t(m) * m; }
-  // A channel's phase planes, then zeros that the last extended tile's vectors read (at most one
-  // vector past the planes): each channel has its own, so a thread transforming its channels never
-  // reads one that another thread is padding. 16 = one AVX-512 float vector, the most any target reads.
-  std::int64_t channel() const { return phases() * plane() + 16; }
+  // A channel's phase planes, then zeros that the last extended tile's vectors read (up to halo() - 1
+  // values and one vector past the planes): each channel has its own, so a thread transforming its
+  // channels never reads one that another thread is padding. 16 = one AVX-512 float vector, the most
+  // any target reads.
+  std::int64_t channel() const { return phases() * plane() + 16 + halo(); }
   std::int64_t padded_size(std::int64_t c) const { return c * channel(); }
 };
 
-inline winograd_tiling winograd_tiling_of(const conv_geometry& g, int m) {
-  return {m, (g.oh + m - 1) / m, (g.ow + m - 1) / m};
+inline winograd_tiling winograd_tiling_of(const conv_geometry& g, int m, int r = 3) {
+  return {m, r, (g.oh + m - 1) / m, (g.ow + m - 1) / m};
 }
 
 // The zero-padded copy of channels [ch0, ch1) of one image in the phase-plane layout above.
@@ -168,23 +205,23 @@ void winograd_pad(const conv_geometry& g, const winograd_tiling& tl, const T* x,
 
 // Elements of A-packed U: one packed [o x c] matrix per transformed point.
 template <class T>
-std::int64_t winograd_packed_size(int m, std::int64_t o, std::int64_t c) {
-  return std::int64_t(m + 2) * (m + 2) * packed_a_size<T>(o, c);
+std::int64_t winograd_packed_size(int m, std::int64_t o, std::int64_t c, int r = 3) {
+  return std::int64_t(m + r - 1) * (m + r - 1) * packed_a_size<T>(o, c);
 }
 
-// U_xi[o][c] = (G g G^T)[xi] for OIHW 3x3 weights, each point's matrix packed as a GEMM A operand.
+// U_xi[o][c] = (G g G^T)[xi] for OIHW r x r weights, each point's matrix packed as a GEMM A operand.
 // Computed in double: it runs once.
-template <int M, class T>
+template <int M, class T, int R = 3>
 void winograd_pack_weights(const T* w, std::int64_t o, std::int64_t c, T* packed) {
-  using W = winograd_transforms<M>;
+  using W = winograd_transforms<M, R>;
   constexpr int A = W::alpha;
   std::vector<T> u(static_cast<std::size_t>(A * A * o * c));
   for (std::int64_t oc = 0; oc < o; ++oc)
     for (std::int64_t ic = 0; ic < c; ++ic) {
-      const T* k = w + (oc * c + ic) * 9;
-      double gk[A][3], col[3], out[A];
-      for (int x = 0; x < 3; ++x) {  // G g: transform each kernel column
-        for (int y = 0; y < 3; ++y) col[y] = static_cast<double>(k[y * 3 + x]);
+      const T* k = w + (oc * c + ic) * R * R;
+      double gk[A][R], col[R], out[A];
+      for (int x = 0; x < R; ++x) {  // G g: transform each kernel column
+        for (int y = 0; y < R; ++y) col[y] = static_cast<double>(k[y * R + x]);
         W::weights(col, out);
         for (int i = 0; i < A; ++i) gk[i][x] = out[i];
       }
@@ -215,11 +252,11 @@ std::int64_t winograd_point_stride(std::int64_t rows, std::int64_t ld) {
 // the padded copy xp. V's rows are ld apart and its points `point`; v may start anywhere in a row (a
 // chunk holds the tiles of several images one after the other): the last vector's extra columns are
 // overwritten by the next image's tiles, or fall in the row's padding.
-template <int M, class T>
+template <int M, class T, int R = 3>
 void winograd_input(const T* xp, std::int64_t ch0, std::int64_t ch1, const winograd_tiling& tl, std::int64_t ty0,
                     std::int64_t n, T* v, std::int64_t ld, std::int64_t point) {
   using V = simd::batch<T>;
-  using W = winograd_transforms<M>;
+  using W = winograd_transforms<M, R>;
   constexpr int A = W::alpha;
   const std::int64_t q = tl.q(), plane = tl.plane();
   for (std::int64_t ch = ch0; ch < ch1; ++ch) {
@@ -248,12 +285,12 @@ void winograd_input(const T* xp, std::int64_t ch0, std::int64_t ch1, const winog
 // (i, j) of every tile goes to phase[i * m + j][e]; each output row is then interleaved from its m
 // phases into `row`, finished (bias, residual, relu) and cropped to the output by epilogue_row.
 // Scratch: winograd_staging_size.
-template <int M, class T>
+template <int M, class T, int R = 3>
 void winograd_output(const conv_geometry& g, const conv_forward_args<T>& a, const winograd_tiling& tl, std::int64_t o0,
                      std::int64_t o1, std::int64_t ty0, std::int64_t n, const T* m, std::int64_t m_ld, std::int64_t m_point,
                      T* y, T* scratch) {
   using V = simd::batch<T>;
-  using W = winograd_transforms<M>;
+  using W = winograd_transforms<M, R>;
   constexpr int A = W::alpha;
   const std::int64_t ld = winograd_ld<T>(n), q = tl.q();
   T* const phase = scratch;
@@ -295,7 +332,7 @@ void winograd_output(const conv_geometry& g, const conv_forward_args<T>& a, cons
 // of 1.27x), 2M and 8M were no faster.
 // How many units of `size` extended tiles each (a tile row, an image) one chunk holds: at least one.
 inline std::int64_t winograd_chunk_fit(const conv_geometry& g, const winograd_tiling& tl, std::int64_t size) {
-  const std::int64_t per_tile = std::int64_t(tl.m + 2) * (tl.m + 2) * (g.c + g.o);
+  const std::int64_t per_tile = std::int64_t(tl.alpha()) * tl.alpha() * (g.c + g.o);
   return std::max<std::int64_t>(1, (std::int64_t(512) * 1024) / (per_tile * size));
 }
 // Tile rows per chunk of one image, balanced over its chunks.
@@ -354,15 +391,17 @@ std::int64_t winograd_staging_size(const winograd_tiling& tl, std::int64_t rows)
 
 // Elements of the caller's workspace: the padded copy of one image (chunks take the images in order,
 // so the image a chunk continues is the last one padded).
-inline std::int64_t winograd_workspace_size(const conv_geometry& g, int m) { return winograd_tiling_of(g, m).padded_size(g.c); }
+inline std::int64_t winograd_workspace_size(const conv_geometry& g, int m, int r = 3) {
+  return winograd_tiling_of(g, m, r).padded_size(g.c);
+}
 
 // The g.n images at x: y = epilogue(conv(x)) (residual r, per image, or null) with U pre-packed by
-// winograd_pack_weights<M>.
-template <int M, class T>
+// winograd_pack_weights<M, T, R>.
+template <int M, class T, int R = 3>
 void forward_images_winograd(const conv_geometry& g, const conv_forward_args<T>& a, const T* packed_u, const T* x, T* y,
                              const T* r, T* ws) {
-  constexpr int points = (M + 2) * (M + 2);
-  const winograd_tiling tl = winograd_tiling_of(g, M);
+  constexpr int points = (M + R - 1) * (M + R - 1);
+  const winograd_tiling tl = winograd_tiling_of(g, M, R);
   const std::int64_t usize = packed_a_size<T>(g.o, g.c), q = tl.q(), th = tl.th;
   const int threads = parallel::in_parallel() ? 1 : std::max(1, parallel::max_threads());
   const winograd_chunking chunking = winograd_chunking_of(g, tl);
@@ -404,7 +443,7 @@ void forward_images_winograd(const conv_geometry& g, const conv_forward_args<T>&
           // thread pads and transforms only its own channels, so the padded copy needs no barrier.
           each_image(r0, r1, [&](std::int64_t img, std::int64_t ty0, std::int64_t tr, std::int64_t col) {
             if (img != padded) winograd_pad(g, tl, x + img * g.in_size(), c0, c1, ws), padded = img;
-            winograd_input<M>(ws, c0, c1, tl, ty0, tr * q, v + col, ld, vpoint);
+            winograd_input<M, T, R>(ws, c0, c1, tl, ty0, tr * q, v + col, ld, vpoint);
           });
           // Zeros between the last tile and the GEMMs' last column: with several images the last
           // image's vectors may not reach it (one image's do), and scratch can hold anything,
@@ -421,7 +460,8 @@ void forward_images_winograd(const conv_geometry& g, const conv_forward_args<T>&
           each_image(r0, r1, [&](std::int64_t img, std::int64_t ty0, std::int64_t tr, std::int64_t col) {
             conv_forward_args<T> ai = a;
             ai.residual = r ? r + img * g.out_size() : nullptr;
-            winograd_output<M>(g, ai, tl, o0, o1, ty0, tr * q, m + col, ld, mpoint, y + img * g.out_size(), out + t * staging);
+            winograd_output<M, T, R>(g, ai, tl, o0, o1, ty0, tr * q, m + col, ld, mpoint, y + img * g.out_size(),
+                                     out + t * staging);
           });
         }
       },
