@@ -72,7 +72,8 @@ inline conv2d_algo winograd_by_map(const shape& w, std::int64_t oh, std::int64_t
 // F(2x2, 5x5) from 6x6 outputs. GEMM against F(2x2, 5x5), AVX2: bench_conv2d batch 1 on 2 threads,
 // NN4 inception_3a 16 -> 32 at 12x12 38 -> 33 us, 3b 32 -> 64 at 12x12 131 -> 77 us, 4a at 6x6 49 ->
 // 32 us (its 2 extra tiles per row of 3 are computed and dropped, and still it wins); in the network
-// at batch 8 on one thread (facenet bench --profile) 3b 1.81 -> 1.23 ms, 4a 0.65 -> 0.42 ms.
+// at batch 8 on one thread (facenet bench --profile) 3b 1.81 -> 1.23 ms, 4a 0.65 -> 0.42 ms; NN4 at
+// batch 64 on 2 threads (builds with aligned loops, 3 alternating runs) 143.7-145.8 -> 139.2-142.0 ms.
 inline conv2d_algo winograd_5x5_by_map(std::int64_t oh, std::int64_t ow) {
   return oh * ow >= 6 * 6 ? conv2d_algo::winograd_5x5 : conv2d_algo::gemm;
 }

@@ -432,9 +432,10 @@ const gemm_epilogue<T>* epilogue_from(const gemm_epilogue<T>* ep, std::int64_t j
 // Output rows [oy0, oy1) of a convolution through im2col, in chunks of rows whose lowered block
 // (in `col`) stays in the L2 cache from im2col writing it to the GEMM packing it: lowering a whole
 // image first (NN4 conv1: 1.35 MB per image) sent it through L3 and back. Chunks of ~192 KB and at
-// least 256 columns (facenet bench, 3 alternating runs, AVX2, 2 threads): NN4 batch 64 153-157 ->
-// 144-147 ms, IRv1 batch 16 254-256 -> 240-244 ms, batch 1 2% faster on both; 96 KB and 320 KB
-// chunks measured the same within noise.
+// least 256 columns; 96 KB and 320 KB measured the same within noise. A small gain: facenet bench, 3
+// alternating runs, AVX2, 2 threads, both builds with 64-byte aligned loops and functions: NN4 batch
+// 64 145.2-147.7 -> 143.7-145.8 ms, IRv1 batch 16 240.2-242.7 -> 239.2-240.9 ms. (Unaligned builds
+// had shown 6%: code placement, see CMakeLists.txt.)
 inline constexpr std::int64_t lowered_chunk_bytes = 192 * 1024, lowered_chunk_columns = 256;
 template <class T>
 void lowered_rows(const conv_geometry& g, const a_source<T>& w, const T* x, T* y, T* col, const gemm_epilogue<T>* ep,
