@@ -279,6 +279,37 @@ TEST(Conv2dPlan, BatchesSplitOverThreadsMatchTheForward) {
   }
 }
 
+namespace {
+
+// A Winograd form forced on cc (relu, bias and a residual in float; plain in double) against the
+// scalar reference; takes four seeds from `seed`.
+void check_winograd(const conv_case& cc, fk::conv2d_algo algo, std::uint32_t& seed) {
+  const Tensor<float> x = random_tensor<float>({cc.n, cc.c, cc.h, cc.w}, seed++);
+  const Tensor<float> w = random_tensor<float>({cc.o, cc.c, cc.kh, cc.kw}, seed++);
+  const Tensor<float> b = random_tensor<float>({cc.o}, seed++);
+  const std::int64_t k = cc.c * cc.kh * cc.kw;
+  Tensor<float> want, y, ws;
+  ref::conv2d_forward(x, w, b, want, cc.p);
+  const Tensor<float> residual = random_tensor<float>(want.shape(), seed++);
+  const float scale = 0.3f;
+  for (std::int64_t i = 0; i < want.numel(); ++i)
+    want.data()[i] = std::max(residual.data()[i] + scale * want.data()[i], 0.f);
+  const fk::conv2d_plan<float> plan(w, b, cc.p, fk::activation::relu, algo);
+  EXPECT_EQ(plan.algo_for(x.shape()), algo);
+  plan.forward(x, y, ws, &residual, scale);
+  ASSERT_EQ(y.shape(), want.shape()) << cc.what();
+  EXPECT_LE(max_abs_diff(y, want), tol<float>(k, algo)) << "winograd " << int(algo) << " " << cc.what();
+
+  Tensor<double> xd(x.shape()), wd(w.shape()), yd, want_d, wsd;
+  for (std::int64_t i = 0; i < x.numel(); ++i) xd.data()[i] = x.data()[i];
+  for (std::int64_t i = 0; i < w.numel(); ++i) wd.data()[i] = w.data()[i];
+  ref::conv2d_forward(xd, wd, Tensor<double>(), want_d, cc.p);
+  fk::conv2d_plan<double>(wd, Tensor<double>(), cc.p, fk::activation::none, algo).forward(xd, yd, wsd);
+  EXPECT_LE(max_abs_diff(yd, want_d), tol<double>(k, algo)) << "winograd double " << int(algo) << " " << cc.what();
+}
+
+}  // namespace
+
 // Winograd F(2x2, 3x3) and F(4x4, 3x3) forced, against the scalar reference: output sizes of every
 // remainder by 2 and 4 (a ragged last tile row/column), every padding side alone and together, one
 // channel, batch > 1, bias, relu and a residual, and maps big enough for several chunks per thread.
@@ -304,29 +335,7 @@ TEST(Conv2dPlan, WinogradMatchesReference) {
   };
   std::uint32_t seed = 2100;
   for (const auto algo : {fk::conv2d_algo::winograd, fk::conv2d_algo::winograd_4x4})
-  for (const auto& cc : cases) {
-    const Tensor<float> x = random_tensor<float>({cc.n, cc.c, cc.h, cc.w}, seed++);
-    const Tensor<float> w = random_tensor<float>({cc.o, cc.c, 3, 3}, seed++);
-    const Tensor<float> b = random_tensor<float>({cc.o}, seed++);
-    Tensor<float> want, y, ws;
-    ref::conv2d_forward(x, w, b, want, cc.p);
-    const Tensor<float> residual = random_tensor<float>(want.shape(), seed++);
-    const float scale = 0.3f;
-    for (std::int64_t i = 0; i < want.numel(); ++i)
-      want.data()[i] = std::max(residual.data()[i] + scale * want.data()[i], 0.f);
-    const fk::conv2d_plan<float> plan(w, b, cc.p, fk::activation::relu, algo);
-    EXPECT_EQ(plan.algo_for(x.shape()), algo);
-    plan.forward(x, y, ws, &residual, scale);
-    ASSERT_EQ(y.shape(), want.shape()) << cc.what();
-    EXPECT_LE(max_abs_diff(y, want), tol<float>(cc.c * 9, algo)) << "winograd " << int(algo) << " " << cc.what();
-
-    Tensor<double> xd(x.shape()), wd(w.shape()), yd, want_d, wsd;
-    for (std::int64_t i = 0; i < x.numel(); ++i) xd.data()[i] = x.data()[i];
-    for (std::int64_t i = 0; i < w.numel(); ++i) wd.data()[i] = w.data()[i];
-    ref::conv2d_forward(xd, wd, Tensor<double>(), want_d, cc.p);
-    fk::conv2d_plan<double>(wd, Tensor<double>(), cc.p, fk::activation::none, algo).forward(xd, yd, wsd);
-    EXPECT_LE(max_abs_diff(yd, want_d), tol<double>(cc.c * 9, algo)) << "winograd double " << int(algo) << " " << cc.what();
-  }
+    for (const auto& cc : cases) check_winograd(cc, algo, seed);
 }
 
 // Winograd F(2x2, 5x5) forced, against the scalar reference: every output remainder by 2, each
@@ -349,29 +358,7 @@ TEST(Conv2dPlan, Winograd5x5MatchesReference) {
   };
   std::uint32_t seed = 2400;
   const auto algo = fk::conv2d_algo::winograd_5x5;
-  for (const auto& cc : cases) {
-    const Tensor<float> x = random_tensor<float>({cc.n, cc.c, cc.h, cc.w}, seed++);
-    const Tensor<float> w = random_tensor<float>({cc.o, cc.c, 5, 5}, seed++);
-    const Tensor<float> b = random_tensor<float>({cc.o}, seed++);
-    Tensor<float> want, y, ws;
-    ref::conv2d_forward(x, w, b, want, cc.p);
-    const Tensor<float> residual = random_tensor<float>(want.shape(), seed++);
-    const float scale = 0.3f;
-    for (std::int64_t i = 0; i < want.numel(); ++i)
-      want.data()[i] = std::max(residual.data()[i] + scale * want.data()[i], 0.f);
-    const fk::conv2d_plan<float> plan(w, b, cc.p, fk::activation::relu, algo);
-    EXPECT_EQ(plan.algo_for(x.shape()), algo);
-    plan.forward(x, y, ws, &residual, scale);
-    ASSERT_EQ(y.shape(), want.shape()) << cc.what();
-    EXPECT_LE(max_abs_diff(y, want), tol<float>(cc.c * 25, algo)) << "winograd 5x5 " << cc.what();
-
-    Tensor<double> xd(x.shape()), wd(w.shape()), yd, want_d, wsd;
-    for (std::int64_t i = 0; i < x.numel(); ++i) xd.data()[i] = x.data()[i];
-    for (std::int64_t i = 0; i < w.numel(); ++i) wd.data()[i] = w.data()[i];
-    ref::conv2d_forward(xd, wd, Tensor<double>(), want_d, cc.p);
-    fk::conv2d_plan<double>(wd, Tensor<double>(), cc.p, fk::activation::none, algo).forward(xd, yd, wsd);
-    EXPECT_LE(max_abs_diff(yd, want_d), tol<double>(cc.c * 25, algo)) << "winograd 5x5 double " << cc.what();
-  }
+  for (const auto& cc : cases) check_winograd(cc, algo, seed);
   const auto automatic = [](std::int64_t c, std::int64_t o, std::int64_t stride) {
     const Tensor<float> w = random_tensor<float>({o, c, 5, 5}, 9);
     return fk::conv2d_plan<float>(w, Tensor<float>(), fk::conv2d_params::symmetric(2, 2, stride, stride));
