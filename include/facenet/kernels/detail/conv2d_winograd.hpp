@@ -1,7 +1,7 @@
 // Winograd F(m x m, 3x3), m = 2 or 4, for stride-1 3x3 inference convolution, and F(2x2, 5x5) for
 // stride-1 5x5 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015). Each m x m
-// output tile reads an a x a input tile d (a = m + r - 1); with U = G g G^T (weights, transformed once at pack time) and V = B^T d B, the tile is
-// A^T (U . V) A. Summed over input channels, the a*a element-wise products become a*a GEMMs
+// output tile reads an a x a input tile d (a = m + r - 1); with U = G g G^T (weights, transformed once
+// at pack time) and V = B^T d B, the tile is A^T (U . V) A. Summed over input channels, the a*a element-wise products become a*a GEMMs
 // M_xi = U_xi V_xi ([o x c] x [c x tiles]). F(2x2) multiplies 16 times per (o, c) for 4 outputs where
 // the direct convolution multiplies 36 times (2.25x fewer); F(4x4) 36 times for 16 outputs (4x fewer),
 // with larger transforms and more rounding (its interpolation points are 0, +-1, +-2 and infinity).
