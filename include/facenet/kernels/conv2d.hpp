@@ -380,16 +380,12 @@ class conv2d_plan {
     FACENET_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 &&
                       p.pad_right >= 0,
                   argument_error, "conv2d_plan: strides must be positive and padding non-negative (" + p.str() + ")");
-    const bool fits = detail::winograd_applies(w.size(2), w.size(3), p.stride_h, p.stride_w);
-    const bool fits_5x5 = detail::winograd_5x5_applies(w.size(2), w.size(3), p.stride_h, p.stride_w);
-    FACENET_CHECK(!is_winograd(algo) || algo == conv2d_algo::winograd_5x5 || fits, unsupported_error,
-                  "conv2d_plan: Winograd F(2x2|4x4, 3x3) needs 3x3 weights and stride 1; got weights " + w.shape().str() +
-                      ", " + p.str());
-    FACENET_CHECK(algo != conv2d_algo::winograd_5x5 || fits_5x5, unsupported_error,
-                  "conv2d_plan: Winograd F(2x2, 5x5) needs 5x5 weights and stride 1; got weights " + w.shape().str() + ", " +
-                      p.str());
-    if (algo == conv2d_algo::automatic && !((fits || fits_5x5) && winograd_channels(w.size(1), w.size(0), w.size(2))))
-      algo_ = conv2d_algo::gemm;
+    const std::int64_t r = kernel_of(algo);
+    FACENET_CHECK(!is_winograd(algo) || detail::winograd_applies(w.size(2), w.size(3), p.stride_h, p.stride_w, r),
+                  unsupported_error,
+                  "conv2d_plan: this Winograd form needs " + std::to_string(r) + "x" + std::to_string(r) +
+                      " weights and stride 1; got weights " + w.shape().str() + ", " + p.str());
+    if (algo == conv2d_algo::automatic && !takes_winograd(w.shape(), p)) algo_ = conv2d_algo::gemm;
     pack(w, bias);
   }
 
@@ -430,12 +426,14 @@ class conv2d_plan {
     if (w[2] == 5) return detail::winograd_5x5_by_map(oh, ow);
     return detail::winograd_by_map(w, oh, ow, false, images);
   }
+  // Whether automatic selection may run weights w with params p by Winograd (then per map size).
+  static bool takes_winograd(const shape& w, const conv2d_params& p) {
+    return (w[2] == 3 || w[2] == 5) && detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w, w[2]) &&
+           winograd_channels(w[1], w[0], w[2]);
+  }
   // The algorithm automatic selection would run weights w with params p by for oh x ow outputs.
   static conv2d_algo automatic_algo(const shape& w, const conv2d_params& p, std::int64_t oh, std::int64_t ow) {
-    const bool fits = detail::winograd_applies(w[2], w[3], p.stride_h, p.stride_w) ||
-                      detail::winograd_5x5_applies(w[2], w[3], p.stride_h, p.stride_w);
-    if (!fits || !winograd_channels(w[1], w[0], w[2])) return conv2d_algo::gemm;
-    return automatic_map(w, oh, ow);
+    return takes_winograd(w, p) ? automatic_map(w, oh, ow) : conv2d_algo::gemm;
   }
 
   // The algorithm forward() uses for an input of shape x.

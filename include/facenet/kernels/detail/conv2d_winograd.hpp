@@ -20,11 +20,9 @@
 
 namespace facenet::kernels::detail {
 
-inline bool winograd_applies(std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw) {
-  return kh == 3 && kw == 3 && sh == 1 && sw == 1;
-}
-inline bool winograd_5x5_applies(std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw) {
-  return kh == 5 && kw == 5 && sh == 1 && sw == 1;
+// Whether the forms for r x r weights (3: F(2x2) and F(4x4); 5: F(2x2, 5x5)) run this convolution.
+inline bool winograd_applies(std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw, std::int64_t r = 3) {
+  return kh == r && kw == r && sh == 1 && sw == 1;
 }
 
 // The one-dimensional transforms of F(m, r); the 2-D ones apply them along columns, then rows.
