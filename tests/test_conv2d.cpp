@@ -43,7 +43,8 @@ const conv_case kCases[] = {
     {1, 4, 64, 66, 8, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // 32x33 outputs: lowered and multiplied by rows
     {1, 5, 35, 36, 7, 3, 3, pads(0, 0, 0, 0, 2, 2)},     // 17x17 outputs: by rows, each lowered through the offset table
     {1, 15, 13, 13, 6, 5, 5, fk::conv2d_params::symmetric(2, 2, 2, 2)},  // 7x7 outputs gathered while packing; a K block starts mid-channel
-    {1, 6, 40, 36, 8, 3, 3, fk::conv2d_params::symmetric(1, 1)},        // implicit GEMM and compaction by rows
+    {1, 6, 40, 36, 70, 3, 3, fk::conv2d_params::symmetric(1, 1)},       // implicit GEMM and compaction by rows
+    {1, 29, 17, 17, 32, 3, 3, fk::conv2d_params::symmetric(1, 1)},      // Block35-like: few channels, split by channels
     {1, 3, 9, 41, 5, 3, 3, fk::conv2d_params::symmetric(1, 1, 2, 2)},  // stride 2, 21 outputs: full vectors and a tail
     {1, 6, 9, 10, 5, 3, 3, pads(0, 0, 0, 0, 2, 2)},      // stride 2, no padding
     {1, 5, 20, 23, 6, 5, 4, pads(2, 1, 3, 0, 3, 3)},     // stride 3, asymmetric padding, 4-wide kernel
