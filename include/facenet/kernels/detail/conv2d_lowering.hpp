@@ -244,6 +244,19 @@ void col2im(const conv_geometry& g, const T* col, T* dx, std::int64_t ld = 0) {
 }
 
 // Zero-padded copy of one image: [c][hp][wp], then zeroed slack. One bulk clear, then the rows.
+// Planes [c0, c1) of the zero-padded copy xp; the share ending at the last plane also zeroes the slack.
+template <class T>
+void pad_planes(const conv_geometry& g, const T* x, T* xp, std::int64_t c0, std::int64_t c1) {
+  if (c0 >= c1) return;
+  const std::int64_t plane = g.hp() * g.wp(), end = c1 == g.c ? g.padded_size() : c1 * plane;
+  std::memset(static_cast<void*>(xp + c0 * plane), 0, static_cast<std::size_t>(end - c0 * plane) * sizeof(T));
+  for (std::int64_t c = c0; c < c1; ++c) {
+    T* dst = xp + c * plane + g.pt * g.wp() + g.pl;
+    const T* src = x + c * g.h * g.w;
+    for (std::int64_t y = 0; y < g.h; ++y) copy_row(src + y * g.w, dst + y * g.wp(), g.w);
+  }
+}
+
 template <class T>
 void pad_image(const conv_geometry& g, const T* x, T* xp) {
   const std::int64_t hp = g.hp(), wp = g.wp();
@@ -486,9 +499,10 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
   }
   if (g.transposes()) return forward_image_transposed(g, a, x, y, ws, offsets);
   const T* image = x;
+  T* padded = nullptr;  // padded copy, made below (by the threads in by_channels_region)
   std::int64_t plane = g.h * g.w, row_width = g.w;
   if (g.needs_padded_copy()) {
-    pad_image(g, x, ws);
+    padded = ws;
     image = ws;
     plane = g.hp() * g.wp();
     row_width = g.wp();
@@ -496,7 +510,11 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
   }
   implicit_row_offsets(g, plane, row_width, offsets);
   const b_offset_rows<T> rows{image, offsets};
+  const auto pad_all = [&] {
+    if (padded) pad_image(g, x, padded);
+  };
   if (!g.needs_compaction()) {
+    pad_all();
     gemm_run(g.o, g.spatial(), g.k(), T(1), a.weights, rows, T(0), y, g.spatial(), fuse ? &ep : nullptr);
     return;
   }
@@ -519,6 +537,30 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
   // conv2d_2a's 77x77, 32 channels, when run by GEMM) still splits by rows: read twice, it lost 15%.
   const bool by_channels = g.o <= 8 * gemm_shape<T>::mr &&
                            g.padded_size() * static_cast<std::int64_t>(sizeof(T)) <= l2_cache_bytes() / 4;
+  // With weights in one K block (a panel's rows are contiguous) padding, product and compaction share
+  // one parallel region instead of three: each thread pads a share of the input channels, waits, then
+  // multiplies and compacts its own output channels.
+  const std::int64_t panels = (g.o + gemm_shape<T>::mr - 1) / gemm_shape<T>::mr;
+  const int region = std::min<std::int64_t>(parallel::max_threads(), panels);
+  if (by_channels && a.weights.packed && k_block<T>(g.k()) == g.k() && region > 1 && !parallel::in_parallel()) {
+    parallel::parallel_region(
+        [&](int t, int nt) {
+          std::int64_t c0, c1, p0, p1;
+          parallel::split_range(g.c, nt, t, c0, c1);
+          if (padded) pad_planes(g, x, padded, c0, c1);
+          parallel::barrier(nt);
+          parallel::split_range(panels, nt, t, p0, p1);
+          const std::int64_t o0 = p0 * gemm_shape<T>::mr, o1 = std::min(g.o, p1 * gemm_shape<T>::mr);
+          if (o0 >= o1) return;
+          a_source<T> share = a.weights;
+          share.packed += o0 * g.k();
+          gemm_run(o1 - o0, en, g.k(), T(1), share, rows, T(0), ws + o0 * en, en, static_cast<const gemm_epilogue<T>*>(nullptr));
+          for (std::int64_t oc = o0; oc < o1; ++oc) compact(oc, 0, g.oh);
+        },
+        region);
+    return;
+  }
+  pad_all();
   const bool split = !by_channels && by_output_rows(g, en, [&](std::int64_t oy0, std::int64_t oy1) {
     const std::int64_t j0 = oy0 * wp;
     gemm_run(g.o, (oy1 - oy0) * wp, g.k(), T(1), a.weights, b_offset_rows<T>{image + j0, offsets}, T(0), ws + j0, en,
