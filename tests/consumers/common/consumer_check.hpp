@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 
+#include <facenet/core/eigen.hpp>  // not in the umbrella header
 #include <facenet/facenet.hpp>
 
 namespace consumer {
