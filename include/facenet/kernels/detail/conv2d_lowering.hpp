@@ -259,16 +259,7 @@ void pad_planes(const conv_geometry& g, const T* x, T* xp, std::int64_t c0, std:
 
 template <class T>
 void pad_image(const conv_geometry& g, const T* x, T* xp) {
-  const std::int64_t hp = g.hp(), wp = g.wp();
-  std::memset(static_cast<void*>(xp), 0, static_cast<std::size_t>(g.padded_size()) * sizeof(T));
-  parallel::parallel_for(
-      0, g.c,
-      [&](std::int64_t c) {
-        T* dst = xp + c * hp * wp + g.pt * wp + g.pl;
-        const T* src = x + c * g.h * g.w;
-        for (std::int64_t y = 0; y < g.h; ++y) copy_row(src + y * g.w, dst + y * wp, g.w);
-      },
-      min_iterations(hp * wp));
+  parallel::parallel_for(0, g.c, [&](std::int64_t c) { pad_planes(g, x, xp, c, c + 1); }, min_iterations(g.hp() * g.wp()));
 }
 
 // Zero-padded copy of one image in the layout of transposed(): xt[c][ix + pl][iy + pt] = x[c][iy][ix].
