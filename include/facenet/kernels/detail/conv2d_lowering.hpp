@@ -243,8 +243,8 @@ void col2im(const conv_geometry& g, const T* col, T* dx, std::int64_t ld = 0) {
       min_iterations(g.kh * g.kw * g.spatial()));
 }
 
-// Zero-padded copy of one image: [c][hp][wp], then zeroed slack. One bulk clear, then the rows.
-// Planes [c0, c1) of the zero-padded copy xp; the share ending at the last plane also zeroes the slack.
+// Zero-padded copy of one image: [c][hp][wp], then zeroed slack. pad_planes writes planes [c0, c1)
+// (each cleared, then its rows copied); the share ending at the last plane also zeroes the slack.
 template <class T>
 void pad_planes(const conv_geometry& g, const T* x, T* xp, std::int64_t c0, std::int64_t c1) {
   if (c0 >= c1) return;
@@ -490,7 +490,7 @@ void forward_image(const conv_geometry& g, const conv_forward_args<T>& a, const 
   }
   if (g.transposes()) return forward_image_transposed(g, a, x, y, ws, offsets);
   const T* image = x;
-  T* padded = nullptr;  // padded copy, made below (by the threads in by_channels_region)
+  T* padded = nullptr;  // the padded copy, filled below (by the threads of the channel-split region)
   std::int64_t plane = g.h * g.w, row_width = g.w;
   if (g.needs_padded_copy()) {
     padded = ws;

@@ -619,10 +619,6 @@ void with_column_count(std::int64_t n, F&& f) {
   }
 }
 
-// Rows [i0, i1) of C, two at a time, in K chunks whose B^T block stays in L1 (IRv1 Block8's 9 x 1792
-// B^T is 64 KiB: read whole for every pair of rows it came from L2, 9 vectors per 18 FMAs). Between
-// chunks the pairs' vector accumulators wait in per-thread scratch, so the sums (and their rounding)
-// do not depend on the chunking.
 template <class T, int NC>
 void dot_rows(std::int64_t i0, std::int64_t i1, std::int64_t k, T alpha, const a_source<T>& as, const T* bt, std::int64_t kp,
               T beta, T* c, std::int64_t ldc, const gemm_epilogue<T>* ep) {
